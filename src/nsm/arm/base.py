@@ -1,0 +1,21 @@
+"""The arm interface every backend implements (sim now, the Feetech bus later)."""
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class JointReading:
+    position: np.ndarray  # rad, contract joint order
+    velocity: np.ndarray  # rad/s
+    effort: np.ndarray  # actuator force/torque, backend units
+    stamp: float  # time.monotonic() of the read
+
+
+class Arm(Protocol):
+    def read(self) -> JointReading:
+        """The current joint state."""
+
+    def send(self, target: np.ndarray) -> None:
+        """Command joint position targets (already checked by the safety filter)."""

@@ -1,0 +1,89 @@
+"""The camera interface shared by every source (sim, OpenCV, video file).
+
+A camera captures on its own thread and keeps only the latest frame, so a consumer (the
+control loop, a ROS timer) never waits for the sensor: it takes what is there and checks
+the capture stamp.
+"""
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    stamp: float  # time.monotonic() of the capture
+    seq: int  # capture counter, starts at 0
+
+
+class Camera:
+    """Base class: runs `_capture()` on a thread at up to `fps`, keeps the newest frame.
+
+    Subclasses implement `_open()` (called on the capture thread: GL contexts and device
+    handles are per thread), `_capture() -> np.ndarray` and `_close()`.
+    """
+
+    def __init__(self, name: str, width: int, height: int, fps: float):
+        self.name, self.width, self.height, self.fps = name, width, height, fps
+        self._latest: Frame | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"camera-{name}", daemon=True)
+        self.frames = 0
+        self._started_at = 0.0
+
+    def _open(self) -> None:
+        pass
+
+    def _capture(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        pass
+
+    def start(self, timeout: float = 30.0) -> "Camera":
+        """Start capturing; returns once the first frame exists (or raises its error)."""
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"camera {self.name}: no frame within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def latest(self) -> Frame | None:
+        return self._latest
+
+    @property
+    def measured_fps(self) -> float:
+        """Frames actually captured per second since the first frame."""
+        elapsed = time.monotonic() - self._started_at
+        return (self.frames - 1) / elapsed if self.frames > 1 and elapsed > 0 else 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            self._open()
+            period = 1.0 / self.fps
+            next_due = time.monotonic()
+            while not self._stop.is_set():
+                stamp = time.monotonic()
+                image = self._capture()
+                self._latest = Frame(image, stamp, self.frames)
+                if self.frames == 0:
+                    self._started_at = stamp
+                    self._ready.set()
+                self.frames += 1
+                next_due = max(next_due + period, time.monotonic())
+                self._stop.wait(next_due - time.monotonic())
+        except BaseException as exc:  # surfaced by start() or seen as a stalled stream
+            self._error = exc
+            self._ready.set()
+        finally:
+            self._close()

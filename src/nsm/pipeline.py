@@ -1,0 +1,190 @@
+"""The cores composed in one process: what `nsm demo` runs and what the tests drive.
+
+The same classes run inside the ROS nodes (camera_node, arm_driver_node, policy_node,
+recorder_node, db_bridge_node); here they are wired by function calls instead of topics.
+"""
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import make_url
+
+from nsm.arm.safety import SafetyFilter
+from nsm.arm.sim import SimArm
+from nsm.camera.base import Camera
+from nsm.camera.sim import SimCamera
+from nsm.contract import RobotContract, load_contract
+from nsm.errors import NsmError
+from nsm.policy.base import Observation
+from nsm.policy.runtime import AsyncChunkRuntime
+from nsm.recording.hdf5_writer import EpisodeFrame, Hdf5EpisodeWriter, next_episode_path
+from nsm.sim.battery import SimBattery
+from nsm.sim.expert import WaypointExpert
+from nsm.sim.scene import SimScene
+from nsm.telemetry.db import connect
+from nsm.telemetry.writer import TelemetryWriter, WriterStats
+
+BATTERY_EVERY_S = 1.0
+
+
+class DemoConfig(BaseModel):
+    """Everything `nsm demo` can be told; every default works in simulation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    robot: str = "so101"
+    cameras: list[str] | None = Field(None, description="camera names; None = all of the contract's")
+    episodes: int = Field(1, ge=1)
+    seconds: float = Field(10.0, gt=0)
+    out: Path = Path("runs/demo")
+    db_url: str | None = Field(None, description="None = SQLite file in `out`")
+    robot_id: str = "sim01"
+    seed: int = 0
+    chunk_size: int = Field(30, ge=1)
+    threshold: float = Field(0.5, gt=0, le=1)
+    ensemble_coeff: float | None = None
+
+
+@dataclass
+class DemoSummary:
+    episodes: list[Path]
+    frames: int
+    period_ms: np.ndarray  # every control period measured, ms
+    camera_fps: dict[str, float]
+    inference_ms: np.ndarray
+    chunks: int
+    empty_ticks: int
+    dropped_frames: int
+    rejected_commands: int
+    telemetry: WriterStats
+    db_url: str
+    extra: dict = field(default_factory=dict)
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.period_ms, q)) if len(self.period_ms) else float("nan")
+
+
+def prepare_out(out: Path) -> Path:
+    """Create `out` and prove it is writable, or fail with one clear line."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".nsm-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise NsmError(f"cannot write to output folder {out}: {exc.strerror or exc}; pass a writable --out") from None
+    return out
+
+
+@dataclass
+class ControlLoop:
+    """The fixed-rate loop: read the arm, ask the runtime, filter, send, record, log.
+
+    Nothing in a tick waits on inference, rendering, disk or the database: each of those
+    runs on its own thread and is only handed data here.
+    """
+
+    contract: RobotContract
+    arm: SimArm
+    cameras: list[Camera]
+    runtime: AsyncChunkRuntime
+    safety: SafetyFilter
+    recorder: Hdf5EpisodeWriter
+    telemetry: TelemetryWriter
+    battery: SimBattery
+    periods: list[float] = field(default_factory=list)
+
+    def run(self, steps: int, on_step: Callable[[int], None] | None = None) -> None:
+        period = self.contract.period
+        names = self.contract.joint_names
+        battery_every = max(1, int(round(BATTERY_EVERY_S * self.contract.fps)))
+        t0 = time.monotonic()
+        previous = None
+        for step in range(steps):
+            delay = t0 + step * period - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            started = time.monotonic()
+            if previous is not None:
+                self.periods.append(started - previous)
+            previous = started
+
+            reading = self.arm.read()
+            images = {cam.name: cam.latest().image for cam in self.cameras}
+            obs = Observation(step, reading.stamp, reading.position, images)
+            command = self.safety.filter(self.runtime.act(obs))
+            self.arm.send(command)
+
+            self.recorder.add_frame(EpisodeFrame(reading.position, reading.velocity, command, images, started - t0))
+            self.telemetry.log("joint_states", {"name": names, "position": reading.position.tolist(),
+                                                "velocity": reading.velocity.tolist(), "effort": reading.effort.tolist()})
+            self.telemetry.log("loop_timing", {"value": 1e3 * (self.periods[-1] if self.periods else period),
+                                               "compute_ms": 1e3 * (time.monotonic() - started), "step": step})
+            if step % battery_every == 0:
+                b = self.battery.update(battery_every * period, reading.effort)
+                self.telemetry.log("battery", {"value": 100.0 * b.percentage, "unit": "percent",
+                                               "voltage": b.voltage, "current": b.current})
+            if on_step is not None:
+                on_step(step)
+
+
+class Demo:
+    """`nsm demo`: constructing it checks every input (contract, cameras, output folder,
+    database) so bad input fails before anything moves; `run()` then runs the episodes."""
+
+    def __init__(self, cfg: DemoConfig):
+        self.cfg = cfg
+        self.contract = load_contract(cfg.robot)
+        self.specs = [self.contract.camera(n) for n in (cfg.cameras or [c.name for c in self.contract.cameras])]
+        self.out = prepare_out(cfg.out)
+        self.db_url = cfg.db_url or f"sqlite:///{self.out / 'telemetry.db'}"
+        self.engine = connect(self.db_url)
+        self.steps = int(round(cfg.seconds * self.contract.fps))
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.episodes * self.steps
+
+    def run(self, on_step: Callable[[int], None] | None = None) -> DemoSummary:
+        """Run every episode; `on_step(n)` gets the number of control steps done so far."""
+        cfg, contract, steps = self.cfg, self.contract, self.steps
+        telemetry = TelemetryWriter(self.engine, cfg.robot_id, self.out / "telemetry-spool")
+        scene = SimScene(contract, cfg.seed)
+        arm = SimArm(scene)
+        cameras: list[Camera] = []
+        episodes, periods, latencies = [], [], []
+        chunks = empty = dropped = rejected = frames = 0
+        try:
+            for spec in self.specs:
+                cameras.append(SimCamera(scene, spec).start())
+            battery = SimBattery()
+            for episode in range(cfg.episodes):
+                scene.reset(cfg.seed + episode)
+                expert = WaypointExpert(contract, cfg.chunk_size)
+                runtime = AsyncChunkRuntime(expert, len(contract.joints), cfg.threshold, cfg.ensemble_coeff).start()
+                recorder = Hdf5EpisodeWriter(next_episode_path(self.out), contract, [s.name for s in self.specs],
+                                             sim=True, policy=expert.name)
+                loop = ControlLoop(contract, arm, cameras, runtime, SafetyFilter(contract, arm.read().position),
+                                   recorder, telemetry, battery)
+                done = episode * steps
+                try:
+                    loop.run(steps, None if on_step is None else lambda s, done=done: on_step(done + s + 1))
+                finally:
+                    runtime.stop()
+                    episodes.append(recorder.close(success=None))
+                periods += loop.periods
+                latencies += runtime.latencies
+                chunks, empty = chunks + runtime.chunks, empty + runtime.empty_ticks
+                dropped, rejected = dropped + recorder.dropped, rejected + loop.safety.rejected
+                frames += recorder.frames
+            camera_fps = {cam.name: cam.measured_fps for cam in cameras}
+        finally:
+            for cam in cameras:
+                cam.stop()
+            stats = telemetry.close()
+        shown = make_url(self.db_url).render_as_string(hide_password=True)
+        return DemoSummary(episodes, frames, 1e3 * np.array(periods), camera_fps, 1e3 * np.array(latencies),
+                           chunks, empty, dropped, rejected, stats, shown)

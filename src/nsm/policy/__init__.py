@@ -1,0 +1,1 @@
+"""Policies produce action chunks; the async runtime feeds them to the control loop."""

@@ -1,0 +1,81 @@
+"""The async chunk runtime: inference on its own worker, actions consumed at the control rate.
+
+The control loop calls `act(obs)` once per tick. It never waits for inference: when fewer
+than `threshold * chunk_size` actions remain it hands the newest observation to the worker
+(if it is idle) and returns whatever is queued for this step, or None — the caller holds
+position. Chunks that arrive late are aligned by step, so a slow inference shortens the
+usable part of its chunk instead of shifting the trajectory in time.
+"""
+import threading
+import time
+
+import numpy as np
+
+from nsm.policy.action_queue import ActionQueue
+from nsm.policy.base import ChunkPolicy, Observation
+
+
+class AsyncChunkRuntime:
+    def __init__(self, policy: ChunkPolicy, n_joints: int, threshold: float = 0.5, ensemble_coeff: float | None = None):
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        self.policy = policy
+        self.n_joints = n_joints
+        self.low_water = max(1, int(round(threshold * policy.chunk_size)))
+        self.queue = ActionQueue(ensemble_coeff)
+        self._lock = threading.Lock()
+        self._pending: Observation | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._busy = False
+        self._step = 0
+        self.latencies: list[float] = []  # seconds per inference
+        self.chunks = 0
+        self.bad_chunks = 0
+        self.empty_ticks = 0  # ticks with nothing queued (the arm held position)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="policy-worker", daemon=True)
+
+    def start(self) -> "AsyncChunkRuntime":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    def act(self, obs: Observation) -> np.ndarray | None:
+        """The action for `obs.step`, or None when the queue is empty. Never blocks on inference."""
+        with self._lock:
+            self._step = obs.step
+            if not self._busy and self.queue.remaining(obs.step) < self.low_water:
+                self._pending, self._busy = obs, True
+                self._wake.set()
+            action = self.queue.pop(obs.step)
+        if action is None:
+            self.empty_ticks += 1
+        return action
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                obs, self._pending = self._pending, None
+            if obs is None:
+                continue
+            started = time.perf_counter()
+            try:
+                chunk = np.asarray(self.policy.predict_chunk(obs), dtype=float)
+            except Exception as exc:  # keep the loop alive; the caller sees .error and holds
+                self.error = exc
+                chunk = None
+            self.latencies.append(time.perf_counter() - started)
+            with self._lock:
+                if chunk is not None and chunk.ndim == 2 and chunk.shape[1] == self.n_joints and np.all(np.isfinite(chunk)):
+                    self.queue.merge(chunk, obs.step, now=self._step)
+                    self.chunks += 1
+                else:
+                    self.bad_chunks += 1
+                self._busy = False

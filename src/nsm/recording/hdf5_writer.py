@@ -1,0 +1,126 @@
+"""HDF5 episodes in the ACT/ALOHA layout, written off the control path.
+
+Layout (one file per episode, `episode_<n>.hdf5`, so the ACT repo's loader and LeRobot's
+ALOHA converter read a folder of them unchanged):
+
+    /observations/qpos            (T, n) float64
+    /observations/qvel            (T, n) float64
+    /observations/images/<cam>    (T, H, W, 3) uint8, one chunk per frame
+    /action                       (T, n) float64
+    /timestamp                    (T,)   float64, seconds since the episode started
+    attrs: sim, fps, robot, joint_names, policy, success, contract (YAML), frames
+
+The control loop calls `add_frame`, which only enqueues (a full queue drops the frame and
+counts it). A writer thread appends to `episode_<n>.hdf5.partial`, flushing every
+`flush_every` frames; `close()` renames it, so a crash leaves closed episodes intact and
+the partial one readable up to its last flush.
+"""
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from nsm.contract import RobotContract
+from nsm.errors import NsmError
+
+
+@dataclass(frozen=True)
+class EpisodeFrame:
+    qpos: np.ndarray
+    qvel: np.ndarray
+    action: np.ndarray
+    images: dict[str, np.ndarray]
+    timestamp: float
+
+
+def next_episode_path(folder: Path) -> Path:
+    """episode_<n>.hdf5 with n one past the highest index already in `folder`."""
+    taken = [int(p.name.split("_")[1].split(".")[0]) for p in folder.glob("episode_*.hdf5*")]
+    return folder / f"episode_{max(taken, default=-1) + 1}.hdf5"
+
+
+class Hdf5EpisodeWriter:
+    def __init__(self, path: Path, contract: RobotContract, cameras: list[str], *, sim: bool, policy: str,
+                 queue_size: int = 256, flush_every: int = 30):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self._contract, self._cameras = contract, cameras
+        self._attrs = {"sim": sim, "fps": contract.fps, "robot": contract.robot, "policy": policy,
+                       "joint_names": contract.joint_names, "contract": contract.to_yaml()}
+        self._flush_every = flush_every
+        self._queue: queue.Queue[EpisodeFrame | None] = queue.Queue(maxsize=queue_size)
+        self.frames = 0
+        self.dropped = 0
+        self.error: BaseException | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = h5py.File(self.partial, "w")
+        except OSError as exc:
+            raise NsmError(f"cannot write episodes to {self.path.parent}: {exc.strerror or exc}; choose a writable output folder") from None
+        self._create_datasets()
+        self._thread = threading.Thread(target=self._drain, name="hdf5-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def add_frame(self, frame: EpisodeFrame) -> bool:
+        """Enqueue one frame without blocking; False (and counted) if the queue is full."""
+        try:
+            self._queue.put_nowait(frame)
+            return True
+        except queue.Full:
+            self.dropped += 1
+            return False
+
+    def close(self, success: bool | None = None) -> Path:
+        """Write the remaining frames, set the outcome, rename to the final path."""
+        self._queue.put(None)
+        self._thread.join()
+        self._file.attrs["frames"] = self.frames
+        self._file.attrs["dropped_frames"] = self.dropped
+        if success is not None:
+            self._file.attrs["success"] = success
+        self._file.close()
+        if self.error is not None:
+            raise NsmError(f"episode {self.partial} stopped at frame {self.frames}: {self.error}") from self.error
+        self.partial.rename(self.path)
+        return self.path
+
+    def _create_datasets(self) -> None:
+        n = len(self._contract.joints)
+        f = self._file
+        f.attrs.update(self._attrs)
+        for name in ("observations/qpos", "observations/qvel", "action"):
+            f.create_dataset(name, (0, n), maxshape=(None, n), dtype="f8", chunks=(256, n))
+        f.create_dataset("timestamp", (0,), maxshape=(None,), dtype="f8", chunks=(256,))
+        for cam in self._cameras:
+            spec = self._contract.camera(cam)
+            shape = (spec.height, spec.width, 3)
+            f.create_dataset(f"observations/images/{cam}", (0, *shape), maxshape=(None, *shape),
+                             dtype="u1", chunks=(1, *shape))
+
+    def _append(self, frame: EpisodeFrame) -> None:
+        f, t = self._file, self.frames
+        rows = {"observations/qpos": frame.qpos, "observations/qvel": frame.qvel, "action": frame.action,
+                "timestamp": frame.timestamp}
+        rows.update({f"observations/images/{cam}": frame.images[cam] for cam in self._cameras})
+        for name, value in rows.items():
+            ds = f[name]
+            ds.resize(t + 1, axis=0)
+            ds[t] = value
+        self.frames = t + 1
+        if self.frames % self._flush_every == 0:
+            f.flush()
+
+    def _drain(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._append(frame)
+                except Exception as exc:  # disk full etc.: stop writing, keep the robot running
+                    self.error = exc

@@ -1,0 +1,1 @@
+"""Telemetry: the `robot_telemetry` table, a never-blocking batched writer with a disk spool."""
