@@ -87,7 +87,7 @@ def demo(
 def _print_summary(s) -> None:
     table = Table(title="nsm demo", show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     table.add_row("episodes", str(len(s.episodes)))
     table.add_row("frames recorded", f"{s.frames} (dropped {s.dropped_frames})")
     table.add_row("control period", f"p50 {s.percentile(50):.2f} ms, p99 {s.percentile(99):.2f} ms, max {s.period_ms.max():.2f} ms")

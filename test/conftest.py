@@ -1,0 +1,123 @@
+"""Shared fixtures: the robot contract, the real PostgreSQL server of scripts/test.sh, a TCP
+proxy that can cut the database connection, and ROS 2 environment isolation."""
+import os
+import socket
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from nsm.contract import load_contract
+
+
+@pytest.fixture(scope="session")
+def contract():
+    return load_contract("so101")
+
+
+@pytest.fixture(scope="session")
+def pg_dsn():
+    """DSN of the real PostgreSQL server (set by scripts/test.sh and .ci/run). Missing -> fail."""
+    dsn = os.environ.get("NSM_TEST_PG_DSN")
+    if not dsn:
+        pytest.fail("NSM_TEST_PG_DSN is not set: run the tests with `bash scripts/test.sh`, which starts PostgreSQL")
+    return dsn
+
+
+@pytest.fixture
+def pg_db(pg_dsn):
+    """A fresh, empty database on the test server; dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_dsn.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield pg_dsn.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a target; `cut()` simulates an outage (refuses and
+    drops every connection), `restore()` ends it on the same port."""
+
+    def __init__(self, target_host: str, target_port: int):
+        self.target = (target_host, target_port)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            self._listener.close()
+            for conn in self._conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+            self._conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+@pytest.fixture
+def pg_proxy_url(pg_db):
+    """(url through a cuttable proxy, the proxy, the direct url) for outage tests."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_db)
+    proxy = TcpProxy(url.host, url.port)
+    yield url.set(port=proxy.port).render_as_string(hide_password=False), proxy, pg_db
+    try:
+        proxy.cut()
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def ros_env(monkeypatch):
+    """Environment for ROS 2 processes: localhost-only discovery on a domain of our own."""
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    domain = os.environ.get("ROS_DOMAIN_ID") or str(100 + os.getpid() % 100)
+    monkeypatch.setenv("ROS_DOMAIN_ID", domain)
+    return dict(os.environ)

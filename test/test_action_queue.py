@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from nsm.policy.action_queue import ActionQueue
+
+
+def chunk(values):
+    return np.array(values, dtype=float)[:, None]
+
+
+def test_replace_mode_newest_chunk_wins_on_overlap():
+    q = ActionQueue(None)
+    q.merge(chunk([0, 1, 2, 3]), first_step=0)
+    q.merge(chunk([10, 11, 12, 13]), first_step=2)
+    assert [q.pop(s)[0] for s in range(6)] == [0, 1, 10, 11, 12, 13]
+    assert q.pop(6) is None
+
+
+def test_temporal_ensembling_uses_act_weights():
+    m = 0.5
+    q = ActionQueue(m)
+    q.merge(chunk([1.0, 1.0]), first_step=0)
+    q.merge(chunk([3.0]), first_step=1)
+    assert q.pop(0)[0] == 1.0
+    w0, w1 = 1.0, np.exp(-m * 1)  # oldest prediction weighs most
+    assert q.pop(1)[0] == pytest.approx((w0 * 1.0 + w1 * 3.0) / (w0 + w1))
+
+
+def test_late_rows_are_dropped_and_old_steps_forgotten():
+    q = ActionQueue(None)
+    q.merge(chunk([0, 1, 2, 3, 4]), first_step=0, now=3)
+    assert q.remaining(0) == 2
+    assert q.pop(3)[0] == 3
+    assert q.pop(10) is None and q.remaining(0) == 0
