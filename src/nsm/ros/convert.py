@@ -1,0 +1,78 @@
+"""numpy <-> standard ROS 2 messages (what cv_bridge does for images, without needing it).
+
+Images: `msg.data = array.tobytes()` is the fast path into rclpy (a memoryview or numpy
+array for uint8[] goes element by element); on receive `np.frombuffer(msg.data)` is
+zero-copy.
+"""
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from sensor_msgs.msg import BatteryState, Image, JointState
+from std_msgs.msg import Header
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from nsm.errors import NsmError
+
+
+def to_time(seconds: float) -> Time:
+    sec = int(seconds // 1)
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+
+
+def from_time(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def image_to_msg(image: np.ndarray, stamp: float, frame_id: str) -> Image:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise NsmError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+    h, w, _ = image.shape
+    return Image(header=Header(stamp=to_time(stamp), frame_id=frame_id), height=h, width=w,
+                 encoding="rgb8", is_bigendian=0, step=w * 3, data=image.tobytes())
+
+
+def msg_to_image(msg: Image) -> np.ndarray:
+    if msg.encoding != "rgb8":
+        raise NsmError(f"image encoding '{msg.encoding}' is not supported; publish rgb8")
+    return np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+
+
+def joint_state_to_msg(names: list[str], stamp: float, position, velocity=None, effort=None) -> JointState:
+    return JointState(header=Header(stamp=to_time(stamp)), name=list(names),
+                      position=np.asarray(position, float).tolist(),
+                      velocity=[] if velocity is None else np.asarray(velocity, float).tolist(),
+                      effort=[] if effort is None else np.asarray(effort, float).tolist())
+
+
+def msg_to_positions(msg: JointState, names: list[str]) -> np.ndarray:
+    """Positions in contract order; a message with other joints is an error, never reordered silently."""
+    if list(msg.name) != list(names):
+        raise NsmError(f"joint_states has joints {list(msg.name)}, expected {list(names)}")
+    return np.asarray(msg.position, float)
+
+
+def chunk_to_msg(names: list[str], chunk: np.ndarray, stamp: float, period: float) -> JointTrajectory:
+    """Row i of `chunk` is the target `i * period` after the observation time `stamp`."""
+    points = [JointTrajectoryPoint(positions=row.tolist(), time_from_start=Duration(
+        sec=int(i * period), nanosec=int(round((i * period % 1) * 1e9)) % 1_000_000_000)) for i, row in enumerate(chunk)]
+    return JointTrajectory(header=Header(stamp=to_time(stamp)), joint_names=list(names), points=points)
+
+
+def msg_to_chunk(msg: JointTrajectory, names: list[str]) -> tuple[float, np.ndarray, np.ndarray]:
+    """(observation stamp, offsets in s, (k, n) positions)."""
+    if list(msg.joint_names) != list(names):
+        raise NsmError(f"action_chunk has joints {list(msg.joint_names)}, expected {list(names)}")
+    offsets = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points])
+    positions = np.array([p.positions for p in msg.points], dtype=float).reshape(len(msg.points), len(names))
+    return from_time(msg.header.stamp), offsets, positions
+
+
+def battery_to_msg(voltage: float, current: float, percentage: float, stamp: float) -> BatteryState:
+    return BatteryState(header=Header(stamp=to_time(stamp)), voltage=voltage, current=-current, percentage=percentage,
+                        power_supply_status=BatteryState.POWER_SUPPLY_STATUS_DISCHARGING, present=True)
+
+
+def diagnostics_msg(name: str, values: dict, stamp: float, level: int = 0, message: str = "ok") -> DiagnosticArray:
+    status = DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id="nsm",
+                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+    return DiagnosticArray(header=Header(stamp=to_time(stamp)), status=[status])

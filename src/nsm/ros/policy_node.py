@@ -1,0 +1,61 @@
+"""policy_node: the newest joint state in, action chunks out, inference off the executor.
+
+The AsyncChunkRuntime decides when a new chunk is due (its shadow queue runs low) and runs
+the policy on its worker; each chunk is published on `action_chunk` stamped with the time
+of the observation it was computed from, so the arm driver aligns it by control step.
+"""
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory
+
+from nsm.contract import load_contract
+from nsm.errors import NsmError
+from nsm.policy.base import Observation
+from nsm.policy.runtime import AsyncChunkRuntime
+from nsm.ros import convert
+from nsm.ros.node_main import COMMANDS_QOS, declare, main_for
+from nsm.sim.expert import WaypointExpert
+
+POLICIES = ("scripted",)
+
+
+class PolicyNode(Node):
+    def __init__(self):
+        super().__init__("policy_node")
+        p = declare(self, robot="so101", policy="scripted", chunk_size=30, threshold=0.5)
+        if p.policy not in POLICIES:
+            raise NsmError(f"policy_node: unknown policy '{p.policy}'; use one of {', '.join(POLICIES)}")
+        self.contract = load_contract(p.robot)
+        self.names = self.contract.joint_names
+        policy = WaypointExpert(self.contract, p.chunk_size)
+        self.runtime = AsyncChunkRuntime(policy, len(self.names), p.threshold, on_chunk=self.publish_chunk).start()
+        self.latest: tuple[float, np.ndarray] | None = None
+        self.t0: float | None = None
+        self.pub_chunk = self.create_publisher(JointTrajectory, "action_chunk", COMMANDS_QOS)
+        self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
+        self.create_timer(self.contract.period, self.tick)
+
+    def on_joint_states(self, msg: JointState) -> None:
+        try:
+            self.latest = (convert.from_time(msg.header.stamp), convert.msg_to_positions(msg, self.names))
+        except NsmError as exc:
+            self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
+
+    def tick(self) -> None:
+        if self.latest is None:
+            return
+        stamp, state = self.latest
+        self.t0 = stamp if self.t0 is None else self.t0
+        step = int(round((stamp - self.t0) / self.contract.period))
+        self.runtime.act(Observation(step, stamp, state))
+
+    def publish_chunk(self, chunk: np.ndarray, obs: Observation) -> None:
+        self.pub_chunk.publish(convert.chunk_to_msg(self.names, chunk, obs.stamp, self.contract.period))
+
+    def destroy_node(self) -> None:
+        self.runtime.stop()
+        super().destroy_node()
+
+
+main = main_for(PolicyNode)

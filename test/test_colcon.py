@@ -1,0 +1,35 @@
+"""The repository root is a colcon workspace with the ament_python package `nsm`:
+`colcon build` (colcon from pip, no ROS install) installs the nodes where `ros2 run`
+looks and launch/ + config/ under share/nsm."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COLCON = Path(sys.executable).parent / "colcon"
+
+
+def test_colcon_build_in_a_copy_installs_nodes_launch_and_config(tmp_path):
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()
+    ws = tmp_path / "ws"
+    for rel in tracked:
+        if (ROOT / rel).is_file():
+            (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, ws / rel)
+    listed = subprocess.run([str(COLCON), "list"], cwd=ws, capture_output=True, text=True, check=True).stdout
+    assert listed.split() == ["nsm", ".", "(ros.ament_python)"]
+    build = subprocess.run([str(COLCON), "build", "--event-handlers", "console_direct-"], cwd=ws,
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout + build.stderr
+    share = ws / "install" / "nsm" / "share" / "nsm"
+    assert (share / "launch" / "bringup.launch.py").is_file()
+    assert (share / "config" / "robots" / "so101.yaml").is_file()
+    assert (share / "config" / "db_bridge.yaml").is_file()
+    assert (share / "package.xml").is_file()
+    assert (ws / "install" / "nsm" / "share" / "ament_index" / "resource_index" / "packages" / "nsm").is_file()
+    for exe in ("camera_node", "arm_driver_node", "policy_node", "recorder_node", "db_bridge_node"):
+        script = ws / "install" / "nsm" / "lib" / "nsm" / exe
+        assert script.is_file(), f"{exe} not installed where `ros2 run nsm {exe}` looks"
+        assert script.read_text().startswith(f"#!{sys.executable}") or "python" in script.read_text().splitlines()[0]
