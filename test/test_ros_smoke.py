@@ -75,3 +75,52 @@ def test_unknown_backend_is_one_error_and_exit_2(ros_env, tmp_path):
     assert proc.returncode == 2
     errors = [line for line in out.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "unknown backend 'bogus'; use one of sim" in errors[0], out
+
+
+def call_trigger(node, executor, service, timeout=30.0):
+    import rclpy
+    from std_srvs.srv import Trigger
+
+    client = node.create_client(Trigger, service)
+    assert client.wait_for_service(timeout_sec=timeout), f"{service} not available"
+    future = client.call_async(Trigger.Request())
+    rclpy.spin_until_future_complete(node, future, executor=executor, timeout_sec=timeout)
+    assert future.done(), f"{service} did not answer"
+    return future.result()
+
+
+def test_recorder_records_an_episode_from_camera_and_arm_topics(ros_env, tmp_path, contract):
+    import h5py
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    out = tmp_path / "episodes"
+    procs = [
+        start("arm_driver_node", env=ros_env, cwd=tmp_path),
+        start("camera_node", "camera:=wrist", env=ros_env, cwd=tmp_path),
+        start("recorder_node", f"out:={out}", "cameras:=[wrist]", env=ros_env, cwd=tmp_path),
+    ]
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("recorder_test_client", namespace="/nsmtest", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        started = call_trigger(node, executor, "/nsmtest/recorder/start_episode")
+        assert started.success and started.message.endswith("episode_0.hdf5"), started.message
+        time.sleep(4.0)
+        stopped = call_trigger(node, executor, "/nsmtest/recorder/stop_episode")
+        assert stopped.success, stopped.message
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        results = [stop(p) for p in procs]
+    for code, text_out in results:
+        assert code == 0, text_out
+    spec = contract.camera("wrist")
+    with h5py.File(out / "episode_0.hdf5") as f:
+        frames = f["action"].shape[0]
+        assert frames >= 30  # ~4 s at 30 Hz once the first image arrived
+        assert f["observations/images/wrist"].shape == (frames, spec.height, spec.width, 3)
+        assert f["observations/qpos"].shape == (frames, len(contract.joints))
+        assert f["observations/images/wrist"][-1].std() > 5
+        assert np.all(np.diff(f["timestamp"][:]) > 0)
