@@ -138,7 +138,8 @@ class Demo:
     def __init__(self, cfg: DemoConfig):
         self.cfg = cfg
         self.contract = load_contract(cfg.robot)
-        self.specs = [self.contract.camera(n) for n in (cfg.cameras or [c.name for c in self.contract.cameras])]
+        names = [c.name for c in self.contract.cameras] if cfg.cameras is None else cfg.cameras
+        self.specs = [self.contract.camera(n) for n in names]
         self.out = prepare_out(cfg.out)
         self.db_url = cfg.db_url or f"sqlite:///{self.out / 'telemetry.db'}"
         self.engine = connect(self.db_url)
