@@ -57,9 +57,9 @@ def test_every_parameter_file_exists_and_applies_to_any_node_name():
 
 def test_parameter_files_match_what_the_nodes_declare():
     for exe, filename in literal(launch_tree(), "NODE_PARAMS").items():
-        source = (ROOT / "src" / "nsm" / "ros" / f"{exe}.py").read_text()
-        declared = set(re.search(r"declare\(self, (.*)\)", source).group(1).replace(" ", "").split("="))
-        names = {part.rsplit(",", 1)[-1] for part in declared}
+        tree = ast.parse((ROOT / "src" / "nsm" / "ros" / f"{exe}.py").read_text())
+        names = {kw.arg for node in ast.walk(tree) if isinstance(node, ast.Call)
+                 and getattr(node.func, "id", None) == "declare" for kw in node.keywords}
         in_file = set(yaml.safe_load((ROOT / "config" / filename).read_text())["/**"]["ros__parameters"])
         assert in_file <= names, f"{filename} sets {in_file - names}, which {exe} does not declare"
 

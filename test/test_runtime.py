@@ -69,3 +69,54 @@ def test_nan_chunks_never_reach_the_queue():
         assert rt.bad_chunks >= 1 and rt.act(obs(1)) is None
     finally:
         rt.stop()
+
+
+class DelayedExpert:
+    """The scripted expert behind a backend that takes 3x the control period per chunk."""
+
+    def __init__(self, contract, delay):
+        from nsm.sim.expert import WaypointExpert
+
+        self.expert = WaypointExpert(contract, chunk_size=30)
+        self.name, self.chunk_size, self.delay = "delayed", 30, delay
+
+    def predict_chunk(self, obs):
+        time.sleep(self.delay)
+        return self.expert.predict_chunk(obs)
+
+
+def test_a_slow_backend_never_starves_a_30hz_loop(contract):
+    period = contract.period
+    policy = DelayedExpert(contract, delay=3 * period)
+    rt = AsyncChunkRuntime(policy, len(contract.joints), threshold=0.5).start()
+    actions, steps_without_action = [], []
+    try:
+        t0 = time.monotonic()
+        for step in range(150):  # 5 s at 30 Hz
+            time.sleep(max(0.0, t0 + step * period - time.monotonic()))
+            action = rt.act(Observation(step, time.monotonic(), np.zeros(len(contract.joints))))
+            if action is None:
+                steps_without_action.append(step)
+            else:
+                actions.append(action)
+    finally:
+        rt.stop()
+    # only the first chunk's latency (3 periods, +1 for scheduling) is spent without actions
+    assert steps_without_action == list(range(len(steps_without_action))) and len(steps_without_action) <= 5
+    # steady state: the queue never ran dry, and consecutive actions never jump
+    largest_step = max(np.abs(policy.expert.pose_at((k + 1) * period) - policy.expert.pose_at(k * period)).max()
+                       for k in range(300))
+    jumps = np.abs(np.diff(np.array(actions), axis=0)).max()
+    assert jumps <= largest_step + 1e-9
+    assert rt.chunks >= 150 // 30 and rt.bad_chunks == 0 and np.median(rt.latencies) >= 3 * period
+
+
+def test_stale_observations_are_refused():
+    policy = SlowPolicy(delay=0)
+    rt = AsyncChunkRuntime(policy, n_joints=2, max_obs_age=0.05).start()
+    try:
+        assert rt.act(Observation(0, time.monotonic() - 1.0, np.zeros(2))) is None
+        time.sleep(0.05)
+        assert rt.stale_observations == 1 and policy.calls == 0
+    finally:
+        rt.stop()

@@ -60,13 +60,16 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the first episode (cube placement); episode k uses seed+k.")] = 0,
     chunk_size: Annotated[int, typer.Option(help="Actions per policy chunk.", min=1)] = 30,
     threshold: Annotated[float, typer.Option(help="Request a new chunk when fewer than threshold*chunk_size actions remain.", min=0.01, max=1.0)] = 0.5,
-    ensemble: Annotated[float | None, typer.Option(help="ACT temporal-ensembling coefficient m (e.g. 0.01). Default: newest chunk replaces the overlap.")] = None,
+    policy: Annotated[Path | None, typer.Option(help="LeRobot policy folder (e.g. from `nsm policy init`) to drive the arm instead of the scripted expert. Its cameras and image size must match the robot contract.")] = None,
+    backend: Annotated[str, typer.Option(help="With --policy: torch (LeRobot's forward), onnxruntime (needs `nsm policy export`) or tensorrt.")] = "onnxruntime",
+    merge: Annotated[str, typer.Option(help="How overlapping chunks combine: replace (newest wins), ensemble (ACT temporal ensembling, exp(-m*i)), blend (new*c + old*(1-c)).")] = "replace",
+    merge_coeff: Annotated[float | None, typer.Option(help="m for ensemble (default 0.01), c for blend (default 0.7).")] = None,
 ) -> None:
     """Run the simulated SO-101 end to end, headless, and print a summary.
 
-    The policy is a scripted joint-space waypoint expert (no learned weights yet) that
-    drives the arm through the same async chunk runtime, safety filter, recorder and
-    telemetry writer the ROS nodes use. The control loop runs at the contract's rate (30 Hz);
+    The policy is a scripted joint-space waypoint expert unless `--policy` names a LeRobot
+    policy folder; either drives the arm through the same async chunk runtime, safety
+    filter, recorder and telemetry writer the ROS nodes use. The control loop runs at the contract's rate (30 Hz);
     cameras render on their own threads, the recorder and the database writer on theirs.
     """
     from nsm.pipeline import Demo, DemoConfig
@@ -74,7 +77,8 @@ def demo(
     try:
         run = Demo(DemoConfig(robot=robot, cameras=camera or None, episodes=episodes, seconds=seconds, out=out,
                               db_url=db_url, robot_id=robot_id, seed=seed, chunk_size=chunk_size,
-                              threshold=threshold, ensemble_coeff=ensemble))
+                              threshold=threshold, merge=merge, merge_coeff=merge_coeff,
+                              policy=policy, backend=backend))
         with Progress(TextColumn("[bold]demo"), BarColumn(), MofNCompleteColumn(), TextColumn("control steps"),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task("run", total=run.total_steps)
@@ -82,6 +86,92 @@ def demo(
     except NsmError as exc:
         _fail(exc)
     _print_summary(summary)
+
+
+policy_app = typer.Typer(help="Create, fetch and export LeRobot policies (ACT; Diffusion on the torch backend).",
+                         no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        return h, w
+    except ValueError:
+        raise typer.BadParameter(f"'{text}' is not HEIGHTxWIDTH, e.g. 240x320") from None
+
+
+@policy_app.command("init")
+def policy_init(
+    out: Annotated[Path, typer.Argument(help="New folder for the policy (LeRobot save_pretrained layout).")],
+    cameras: Annotated[str, typer.Option(help="Comma-separated camera names, in the model's input order.")] = "front,wrist",
+    state_dim: Annotated[int, typer.Option(help="Joints in observation.state and action.", min=1)] = 6,
+    image_size: Annotated[str, typer.Option(help="HEIGHTxWIDTH of every camera image.")] = "240x320",
+    chunk_size: Annotated[int, typer.Option(help="Actions per predicted chunk.", min=1)] = 100,
+    small: Annotated[bool, typer.Option(help="A small transformer (dim 128, 2+1 layers) for CPU training and tests.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+) -> None:
+    """Create a randomly initialised LeRobot ACT policy, fully offline.
+
+    For tests, benchmarks and trying the stack before a policy is trained: the weights
+    (ResNet18 backbone included) are random and the normalization stats neutral. The
+    folder loads with LeRobot's own `ACTPolicy.from_pretrained` and processors.
+    """
+    from nsm.policy.init import init_act
+
+    try:
+        names = [c.strip() for c in cameras.split(",") if c.strip()]
+        d = init_act(out, names, state_dim, _image_size(image_size), chunk_size, small, seed)
+    except NsmError as exc:
+        _fail(exc)
+    Console().print(f"ACT policy with random weights in {d.path}: cameras {', '.join(d.features.cameras)} at "
+                    f"{image_size}, state {state_dim}, chunk {chunk_size}")
+
+
+@policy_app.command("export")
+def policy_export(
+    model: Annotated[Path, typer.Argument(help="Policy folder (LeRobot save_pretrained layout).")],
+    format: Annotated[str, typer.Option("--format", help="onnx, or tensorrt (builds the engine for this GPU from the ONNX export).")] = "onnx",
+    fp16: Annotated[bool, typer.Option(help="TensorRT: build an FP16 engine.")] = False,
+) -> None:
+    """Export the policy network for the onnxruntime / tensorrt backends.
+
+    Writes `MODEL/onnx/model.onnx` with `export.json` (inputs, chunk size, hash of config and
+    normalization stats: a stale export is refused at load). `--format tensorrt` builds
+    `MODEL/tensorrt/<trt>-<precision>-sm<arch>.engine` once, on the robot's GPU.
+    """
+    from nsm.policy.backends import build_engine
+    from nsm.policy.export import export_onnx
+    from nsm.policy.model_dir import PolicyDir
+
+    try:
+        d = PolicyDir(model)
+        if format == "onnx":
+            path = export_onnx(d)
+        elif format == "tensorrt":
+            path = build_engine(d, fp16)
+        else:
+            raise NsmError(f"unknown format '{format}'; use onnx or tensorrt")
+    except NsmError as exc:
+        _fail(exc)
+    Console().print(f"wrote {path}")
+
+
+@policy_app.command("download")
+def policy_download(
+    repo_id: Annotated[str, typer.Argument(help="Hugging Face Hub repository, e.g. lerobot/act_aloha_sim_transfer_cube_human.")],
+    out: Annotated[Path, typer.Argument(help="Folder to download into.")],
+    revision: Annotated[str | None, typer.Option(help="Branch, tag or commit to pin.")] = None,
+) -> None:
+    """Download a policy from the Hugging Face Hub (the only command that goes online;
+    the token, if needed, comes from HF_TOKEN)."""
+    from nsm.policy.hub import download
+
+    try:
+        path = download(repo_id, out, revision)
+    except NsmError as exc:
+        _fail(exc)
+    Console().print(f"downloaded {repo_id} to {path}")
 
 
 def _print_summary(s) -> None:

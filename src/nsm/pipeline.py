@@ -45,7 +45,10 @@ class DemoConfig(BaseModel):
     seed: int = 0
     chunk_size: int = Field(30, ge=1)
     threshold: float = Field(0.5, gt=0, le=1)
-    ensemble_coeff: float | None = None
+    merge: str = Field("replace", pattern="^(replace|ensemble|blend)$")
+    merge_coeff: float | None = None
+    policy: Path | None = Field(None, description="LeRobot policy folder; None = the scripted expert")
+    backend: str = "onnxruntime"
 
 
 @dataclass
@@ -144,6 +147,12 @@ class Demo:
         self.db_url = cfg.db_url or f"sqlite:///{self.out / 'telemetry.db'}"
         self.engine = connect(self.db_url)
         self.steps = int(round(cfg.seconds * self.contract.fps))
+        if cfg.policy is None:
+            self.policy = WaypointExpert(self.contract, cfg.chunk_size)
+        else:
+            from nsm.policy.lerobot_policy import LeRobotChunkPolicy
+
+            self.policy = LeRobotChunkPolicy(cfg.policy, cfg.backend, self.contract, names)
 
     @property
     def total_steps(self) -> int:
@@ -164,10 +173,10 @@ class Demo:
             battery = SimBattery()
             for episode in range(cfg.episodes):
                 scene.reset(cfg.seed + episode)
-                expert = WaypointExpert(contract, cfg.chunk_size)
-                runtime = AsyncChunkRuntime(expert, len(contract.joints), cfg.threshold, cfg.ensemble_coeff).start()
+                runtime = AsyncChunkRuntime(self.policy, len(contract.joints), cfg.threshold, cfg.merge,
+                                            cfg.merge_coeff).start()
                 recorder = Hdf5EpisodeWriter(next_episode_path(self.out), contract, [s.name for s in self.specs],
-                                             sim=True, policy=expert.name)
+                                             sim=True, policy=self.policy.name)
                 loop = ControlLoop(contract, arm, cameras, runtime, SafetyFilter(contract, arm.read().position),
                                    recorder, telemetry, battery)
                 done = episode * steps

@@ -1,18 +1,24 @@
 """Future actions indexed by control step, with overlapping chunks merged.
 
-Two merge rules, as in the field:
-- temporal ensembling (ACT): every prediction made for a step is averaged with weights
-  exp(-m * i), i = 0 for the oldest prediction (ACT's rule; m = 0.01 in the paper);
-- replace (LeRobot async inference style, `ensemble_coeff=None`): the newest chunk wins
-  where chunks overlap.
+Merge rules, as in the field:
+- `replace`: the newest chunk wins where chunks overlap (LeRobot's plain chunking);
+- `ensemble`: ACT temporal ensembling — every prediction made for a step is averaged with
+  weights exp(-m * i), i = 0 for the oldest (m = `coeff`, 0.01 in the ACT paper; LeRobot
+  measured it below plain chunking on its own ACT, so measure before relying on it);
+- `blend`: LeRobot async inference style — on overlap, new = coeff * new + (1 - coeff) * old.
 """
 import numpy as np
 
+MERGE_MODES = {"replace": None, "ensemble": 0.01, "blend": 0.7}  # mode -> default coeff
+
 
 class ActionQueue:
-    def __init__(self, ensemble_coeff: float | None = None):
-        self.ensemble_coeff = ensemble_coeff
-        self._sum: dict[int, np.ndarray] = {}  # step -> weighted sum of predictions
+    def __init__(self, mode: str = "replace", coeff: float | None = None):
+        if mode not in MERGE_MODES:
+            raise ValueError(f"unknown merge mode '{mode}'; use one of {', '.join(MERGE_MODES)}")
+        self.mode = mode
+        self.coeff = MERGE_MODES[mode] if coeff is None else coeff
+        self._sum: dict[int, np.ndarray] = {}  # step -> (weighted sum of) predictions
         self._weight: dict[int, float] = {}  # step -> sum of weights
         self._count: dict[int, int] = {}  # step -> predictions seen
 
@@ -23,12 +29,16 @@ class ActionQueue:
             step = first_step + i
             if step < now:
                 continue
-            if self.ensemble_coeff is None or step not in self._sum:
+            if step not in self._sum or self.mode == "replace":
                 self._sum[step], self._weight[step], self._count[step] = action.copy(), 1.0, 1
-            else:
-                w = float(np.exp(-self.ensemble_coeff * self._count[step]))
+            elif self.mode == "ensemble":
+                w = float(np.exp(-self.coeff * self._count[step]))
                 self._sum[step] = self._sum[step] + w * action
                 self._weight[step] += w
+                self._count[step] += 1
+            else:  # blend
+                old = self._sum[step] / self._weight[step]
+                self._sum[step], self._weight[step] = self.coeff * action + (1 - self.coeff) * old, 1.0
                 self._count[step] += 1
 
     def pop(self, step: int) -> np.ndarray | None:

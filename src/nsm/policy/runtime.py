@@ -17,17 +17,24 @@ from nsm.policy.base import ChunkPolicy, Observation
 
 
 class AsyncChunkRuntime:
-    def __init__(self, policy: ChunkPolicy, n_joints: int, threshold: float = 0.5, ensemble_coeff: float | None = None,
-                 on_chunk: Callable[[np.ndarray, Observation], None] | None = None):
-        """`on_chunk(chunk, obs)` is called on the worker for every valid chunk (the policy
-        node publishes it; the arm driver merges it into its own queue)."""
+    def __init__(self, policy: ChunkPolicy, n_joints: int, threshold: float = 0.5, merge: str = "replace",
+                 merge_coeff: float | None = None, max_obs_age: float = 0.2,
+                 on_chunk: Callable[[np.ndarray, Observation], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        """`merge`/`merge_coeff`: how overlapping chunks combine (ActionQueue). An observation
+        older than `max_obs_age` seconds (by `clock`, the clock of `obs.stamp`) is refused:
+        acting on a stale view of the world is worse than holding. `on_chunk(chunk, obs)` is
+        called on the worker for every valid chunk (the policy node publishes it)."""
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         self.policy = policy
         self.on_chunk = on_chunk
         self.n_joints = n_joints
         self.low_water = max(1, int(round(threshold * policy.chunk_size)))
-        self.queue = ActionQueue(ensemble_coeff)
+        self.queue = ActionQueue(merge, merge_coeff)
+        self.max_obs_age = max_obs_age
+        self.clock = clock
+        self.stale_observations = 0
         self._lock = threading.Lock()
         self._pending: Observation | None = None
         self._wake = threading.Event()
@@ -55,8 +62,11 @@ class AsyncChunkRuntime:
         with self._lock:
             self._step = obs.step
             if not self._busy and self.queue.remaining(obs.step) < self.low_water:
-                self._pending, self._busy = obs, True
-                self._wake.set()
+                if self.clock() - obs.stamp > self.max_obs_age:
+                    self.stale_observations += 1
+                else:
+                    self._pending, self._busy = obs, True
+                    self._wake.set()
             action = self.queue.pop(obs.step)
         if action is None:
             self.empty_ticks += 1

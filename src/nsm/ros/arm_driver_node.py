@@ -17,7 +17,7 @@ from nsm.arm.safety import SafetyFilter
 from nsm.arm.sim import SimArm
 from nsm.contract import load_contract
 from nsm.errors import NsmError
-from nsm.policy.action_queue import ActionQueue
+from nsm.policy.action_queue import MERGE_MODES, ActionQueue
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, declare, main_for
 from nsm.sim.battery import SimBattery
@@ -29,13 +29,15 @@ BACKENDS = ("sim",)
 class ArmDriverNode(Node):
     def __init__(self):
         super().__init__("arm_driver_node")
-        p = declare(self, robot="so101", backend="sim", seed=0, ensemble_coeff=-1.0)
+        p = declare(self, robot="so101", backend="sim", seed=0, merge="replace", merge_coeff=-1.0)
         if p.backend not in BACKENDS:
             raise NsmError(f"arm_driver_node: unknown backend '{p.backend}'; use one of {', '.join(BACKENDS)}")
         self.contract = load_contract(p.robot)
         self.names = self.contract.joint_names
         self.arm = SimArm(SimScene(self.contract, p.seed))
-        self.queue = ActionQueue(p.ensemble_coeff if p.ensemble_coeff >= 0 else None)
+        if p.merge not in MERGE_MODES:
+            raise NsmError(f"arm_driver_node: unknown merge '{p.merge}'; use one of {', '.join(MERGE_MODES)}")
+        self.queue = ActionQueue(p.merge, p.merge_coeff if p.merge_coeff >= 0 else None)
         self.safety = SafetyFilter(self.contract, self.arm.read().position)
         self.battery = SimBattery()
         self.enabled = True

@@ -1,6 +1,7 @@
 """policy_node: the newest joint state in, action chunks out, inference off the executor.
 
-The AsyncChunkRuntime decides when a new chunk is due (its shadow queue runs low) and runs
+`model_path` names a LeRobot policy folder (run on `backend`); empty = the scripted
+expert. The AsyncChunkRuntime decides when a new chunk is due (its shadow queue runs low) and runs
 the policy on its worker; each chunk is published on `action_chunk` stamped with the time
 of the observation it was computed from, so the arm driver aligns it by control step.
 """
@@ -12,29 +13,36 @@ from trajectory_msgs.msg import JointTrajectory
 from nsm.contract import load_contract
 from nsm.errors import NsmError
 from nsm.policy.base import Observation
+from nsm.policy.lerobot_policy import LeRobotChunkPolicy
 from nsm.policy.runtime import AsyncChunkRuntime
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, declare, main_for
 from nsm.sim.expert import WaypointExpert
 
-POLICIES = ("scripted",)
 
 
 class PolicyNode(Node):
     def __init__(self):
         super().__init__("policy_node")
-        p = declare(self, robot="so101", policy="scripted", chunk_size=30, threshold=0.5)
-        if p.policy not in POLICIES:
-            raise NsmError(f"policy_node: unknown policy '{p.policy}'; use one of {', '.join(POLICIES)}")
+        p = declare(self, robot="so101", model_path="", backend="onnxruntime", chunk_size=30, threshold=0.5,
+                    max_obs_age=0.2)
         self.contract = load_contract(p.robot)
         self.names = self.contract.joint_names
-        policy = WaypointExpert(self.contract, p.chunk_size)
-        self.runtime = AsyncChunkRuntime(policy, len(self.names), p.threshold, on_chunk=self.publish_chunk).start()
+        if p.model_path:
+            policy = LeRobotChunkPolicy(p.model_path, p.backend, self.contract)
+        else:
+            policy = WaypointExpert(self.contract, p.chunk_size)
+        self.get_logger().info(f"policy {policy.name}, chunk {policy.chunk_size}")
+        self.runtime = AsyncChunkRuntime(policy, len(self.names), p.threshold, max_obs_age=p.max_obs_age,
+                                         on_chunk=self.publish_chunk, clock=self.now).start()
         self.latest: tuple[float, np.ndarray] | None = None
         self.t0: float | None = None
         self.pub_chunk = self.create_publisher(JointTrajectory, "action_chunk", COMMANDS_QOS)
         self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
         self.create_timer(self.contract.period, self.tick)
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
 
     def on_joint_states(self, msg: JointState) -> None:
         try:

@@ -1,0 +1,105 @@
+"""A LeRobot policy directory (what `save_pretrained` writes), checked before anything loads.
+
+    config.json, model.safetensors                 the policy (PreTrainedPolicy.save_pretrained)
+    policy_preprocessor.json + *.safetensors       normalization stats (pipeline.save_pretrained)
+    policy_postprocessor.json + *.safetensors
+    onnx/ , tensorrt/                              written by `nsm policy export`
+
+Loading is local only: nothing here touches the Hugging Face Hub.
+"""
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsm.contract import RobotContract
+from nsm.errors import NsmError
+
+REQUIRED = ("config.json", "model.safetensors", "policy_preprocessor.json", "policy_postprocessor.json")
+STATE_KEY = "observation.state"
+IMAGE_PREFIX = "observation.images."
+ACTION_KEY = "action"
+
+
+@dataclass(frozen=True)
+class PolicyFeatures:
+    """What a policy eats and returns, read from its config.json."""
+
+    policy_type: str
+    state_dim: int
+    cameras: dict[str, tuple[int, int]]  # name -> (height, width), in the model's camera order
+    action_dim: int
+    chunk_size: int
+
+    def check_against(self, contract: RobotContract, cameras: list[str] | None = None) -> None:
+        """The model must fit the robot: joint count, and every camera it needs, at its size."""
+        n = len(contract.joints)
+        if self.state_dim != n or self.action_dim != n:
+            raise NsmError(f"policy expects state {self.state_dim} / action {self.action_dim} values, robot "
+                           f"{contract.robot} has {n} joints; use a policy trained for this robot")
+        available = cameras if cameras is not None else [c.name for c in contract.cameras]
+        for name, (h, w) in self.cameras.items():
+            if name not in available:
+                raise NsmError(f"policy needs camera '{name}', robot offers {', '.join(available) or 'none'}; "
+                               f"add camera '{name}' or use a policy trained for these cameras")
+            spec = contract.camera(name)
+            if (spec.height, spec.width) != (h, w):
+                raise NsmError(f"policy expects camera '{name}' at {h}x{w}, robot contract has "
+                               f"{spec.height}x{spec.width}; set the camera resolution to {h}x{w}")
+
+
+class PolicyDir:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise NsmError(f"policy directory {self.path} does not exist; create one with `nsm policy init` or "
+                           f"`nsm policy download`")
+        missing = [f for f in REQUIRED if not (self.path / f).is_file()]
+        if missing:
+            raise NsmError(f"policy directory {self.path} is missing {', '.join(missing)}; it needs the files "
+                           f"LeRobot's save_pretrained writes for the policy and both processors")
+        self.config = json.loads((self.path / "config.json").read_text())
+        self.features = self._features()
+
+    def _features(self) -> PolicyFeatures:
+        inputs, outputs = self.config.get("input_features", {}), self.config.get("output_features", {})
+        if STATE_KEY not in inputs or ACTION_KEY not in outputs:
+            raise NsmError(f"{self.path}/config.json must declare input '{STATE_KEY}' and output '{ACTION_KEY}'")
+        cameras = {k.removeprefix(IMAGE_PREFIX): tuple(v["shape"][1:]) for k, v in inputs.items()
+                   if k.startswith(IMAGE_PREFIX)}
+        kind = self.config.get("type", "unknown")
+        # ACT's predict_action_chunk returns chunk_size rows; Diffusion's returns n_action_steps.
+        chunk = self.config["chunk_size"] if kind == "act" else self.config.get("n_action_steps", 1)
+        return PolicyFeatures(kind, inputs[STATE_KEY]["shape"][0], cameras, outputs[ACTION_KEY]["shape"][0], int(chunk))
+
+    def stats_hash(self) -> str:
+        """Hash of the weights' config and the normalization stats: an export made from other
+        stats or another config must not be used with this directory."""
+        digest = hashlib.sha256()
+        for f in ["config.json", *sorted(p.name for p in self.path.glob("policy_*processor*"))]:
+            digest.update(f.encode())
+            digest.update((self.path / f).read_bytes())
+        return digest.hexdigest()[:16]
+
+    def load_config(self):
+        from lerobot.configs.policies import PreTrainedConfig
+
+        cfg = PreTrainedConfig.from_pretrained(self.path)
+        cfg.device = "cpu"
+        return cfg
+
+    def load_processors(self, cfg=None):
+        """LeRobot's saved pre/post-processor pipelines (normalization stats), on the CPU."""
+        from lerobot.policies.factory import make_pre_post_processors
+
+        on_cpu = {"device_processor": {"device": "cpu"}}
+        return make_pre_post_processors(cfg or self.load_config(), pretrained_path=str(self.path),
+                                        preprocessor_overrides=on_cpu, postprocessor_overrides=on_cpu)
+
+    def load_policy(self, cfg=None):
+        """LeRobot's own policy class with the saved weights, in eval mode on the CPU."""
+        from lerobot.policies.factory import get_policy_class
+
+        cfg = cfg or self.load_config()
+        policy = get_policy_class(cfg.type).from_pretrained(self.path, config=cfg)
+        return policy.eval()

@@ -1,0 +1,155 @@
+"""LeRobot policies in nsm: parity of ONNX Runtime with LeRobot's own forward, Diffusion on
+torch, and one clear error for each kind of bad input."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from nsm.contract import load_contract
+from nsm.errors import NsmError
+from nsm.policy.base import Observation
+from nsm.policy.export import export_onnx
+from nsm.policy.init import init_act
+from nsm.policy.lerobot_policy import LeRobotChunkPolicy
+from nsm.policy.model_dir import PolicyDir
+
+SIZE = (96, 128)
+
+
+@pytest.fixture(scope="module", params=[["front"], ["front", "wrist"]], ids=["1cam", "2cam"])
+def act_dir(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp("act") / "policy"
+    d = init_act(out, request.param, 6, SIZE, chunk_size=20, small=True)
+    export_onnx(d)
+    return d
+
+
+def observation(cameras, seed=0, size=SIZE):
+    rng = np.random.default_rng(seed)
+    images = {c: rng.integers(0, 256, (*size, 3), dtype=np.uint8) for c in cameras}
+    return Observation(0, 0.0, rng.normal(size=6), images)
+
+
+def lerobot_reference(d: PolicyDir, obs: Observation) -> np.ndarray:
+    """LeRobot alone: ACTPolicy.from_pretrained + its saved processors + predict_action_chunk."""
+    from lerobot.policies.act.modeling_act import ACTPolicy
+    from lerobot.policies.factory import make_pre_post_processors
+
+    policy = ACTPolicy.from_pretrained(d.path).eval()
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(d.path))
+    frame = {"observation.state": torch.tensor(obs.state, dtype=torch.float32)}
+    for name, image in obs.images.items():
+        frame[f"observation.images.{name}"] = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    with torch.no_grad():
+        return post(policy.predict_action_chunk(pre(frame)))[0].numpy()
+
+
+def test_onnxruntime_matches_lerobot_forward(act_dir):
+    cameras = list(act_dir.features.cameras)
+    ours = LeRobotChunkPolicy(act_dir.path, "onnxruntime")
+    for seed in range(3):
+        obs = observation(cameras, seed)
+        expected = lerobot_reference(act_dir, obs)
+        got = ours.predict_chunk(obs)
+        assert got.shape == (20, 6)
+        assert np.abs(got - expected).max() <= 1e-4
+        assert np.abs(expected).max() > 1e-3  # a real, non-trivial output
+
+
+def test_torch_backend_is_lerobot_forward(act_dir):
+    obs = observation(list(act_dir.features.cameras), 7)
+    got = LeRobotChunkPolicy(act_dir.path, "torch").predict_chunk(obs)
+    assert np.abs(got - lerobot_reference(act_dir, obs)).max() <= 1e-6
+
+
+def test_bad_observations_are_one_clear_error(act_dir):
+    policy = LeRobotChunkPolicy(act_dir.path, "onnxruntime")
+    cameras = list(act_dir.features.cameras)
+    nan_state = observation(cameras)
+    nan_state.state[2] = np.nan
+    with pytest.raises(NsmError, match="state contains NaN"):
+        policy.predict_chunk(nan_state)
+    with pytest.raises(NsmError, match=r"policy expects a state of 6 values, got shape \(5,\)"):
+        policy.predict_chunk(Observation(0, 0.0, np.zeros(5), observation(cameras).images))
+    with pytest.raises(NsmError, match=r"camera 'front': policy expects \(96, 128, 3\) uint8 RGB, got \(240, 320, 3\)"):
+        policy.predict_chunk(observation(cameras, size=(240, 320)))
+    with pytest.raises(NsmError, match="policy needs camera 'front'"):
+        policy.predict_chunk(Observation(0, 0.0, np.zeros(6), {}))
+
+
+def test_features_are_checked_against_the_robot(act_dir, tmp_path):
+    contract = load_contract("so101")  # cameras at 240x320
+    with pytest.raises(NsmError, match="policy expects camera 'front' at 96x128, robot contract has 240x320"):
+        LeRobotChunkPolicy(act_dir.path, "onnxruntime", contract)
+    with pytest.raises(NsmError, match="policy needs camera 'front', robot offers wrist"):
+        act_dir.features.check_against(contract, ["wrist"])
+    seven = init_act(tmp_path / "seven", ["front"], 7, (240, 320), chunk_size=5, small=True)
+    with pytest.raises(NsmError, match="policy expects state 7 / action 7 values, robot so101 has 6 joints"):
+        seven.features.check_against(contract)
+
+
+def test_a_model_dir_missing_files_names_them(act_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(act_dir.path, broken)
+    (broken / "model.safetensors").unlink()
+    (broken / "policy_postprocessor.json").unlink()
+    with pytest.raises(NsmError, match="is missing model.safetensors, policy_postprocessor.json"):
+        LeRobotChunkPolicy(broken, "torch")
+    with pytest.raises(NsmError, match="does not exist"):
+        PolicyDir(tmp_path / "nowhere")
+
+
+def test_a_stale_or_missing_export_is_refused(act_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(act_dir.path, copy, ignore=shutil.ignore_patterns("onnx"))
+    with pytest.raises(NsmError, match="has no ONNX export; run `nsm policy export"):
+        LeRobotChunkPolicy(copy, "onnxruntime")
+    shutil.copytree(act_dir.path / "onnx", copy / "onnx")
+    stats = next(copy.glob("policy_preprocessor*normalizer*.safetensors"))
+    stats.write_bytes(stats.read_bytes()[:-4] + b"\0\0\0\0")  # other normalization stats
+    with pytest.raises(NsmError, match="made from another config or other normalization stats"):
+        LeRobotChunkPolicy(copy, "onnxruntime")
+
+
+def test_onnx_export_metadata(act_dir):
+    meta = json.loads((act_dir.path / "onnx" / "export.json").read_text())
+    assert list(meta["inputs"]) == ["observation.state"] + [f"observation.images.{c}" for c in act_dir.features.cameras]
+    assert meta["chunk_size"] == 20 and meta["stats_hash"] == act_dir.stats_hash() and meta["opset"] == 17
+
+
+def test_unknown_backend_and_missing_tensorrt_are_clear(act_dir):
+    with pytest.raises(NsmError, match="unknown backend 'jax'; use one of torch, onnxruntime, tensorrt"):
+        LeRobotChunkPolicy(act_dir.path, "jax")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(NsmError, match="backend 'tensorrt' needs TensorRT"):
+            LeRobotChunkPolicy(act_dir.path, "tensorrt")
+
+
+def test_diffusion_runs_on_the_torch_backend(tmp_path):
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+    from lerobot.policies.factory import make_pre_post_processors
+
+    features = {"observation.state": PolicyFeature(FeatureType.STATE, (6,)),
+                "observation.images.front": PolicyFeature(FeatureType.VISUAL, (3, *SIZE))}
+    cfg = DiffusionConfig(input_features=features, output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
+                          device="cpu", pretrained_backbone_weights=None, crop_shape=(84, 84), down_dims=(32, 64),
+                          num_inference_steps=4, horizon=16, n_action_steps=8)
+    one, zero = torch.ones(6), torch.zeros(6)
+    stats = {k: {"mean": zero, "std": one, "min": -one, "max": one} for k in ("observation.state", "action")}
+    stats["observation.images.front"] = {"mean": torch.full((3, 1, 1), 0.5), "std": torch.full((3, 1, 1), 0.25)}
+    pre, post = make_pre_post_processors(cfg, dataset_stats=stats)
+    for part in (DiffusionPolicy(cfg), pre, post):
+        part.save_pretrained(tmp_path)
+    policy = LeRobotChunkPolicy(tmp_path, "torch")
+    assert policy.chunk_size == 8
+    for seed in range(2):  # the second call sees a history of two observations (n_obs_steps = 2)
+        chunk = policy.predict_chunk(observation(["front"], seed))
+        assert chunk.shape == (8, 6) and np.all(np.isfinite(chunk))
+    with pytest.raises(NsmError, match="ONNX export supports ACT policies"):
+        export_onnx(PolicyDir(tmp_path))
