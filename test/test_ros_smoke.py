@@ -124,3 +124,34 @@ def test_recorder_records_an_episode_from_camera_and_arm_topics(ros_env, tmp_pat
         assert f["observations/qpos"].shape == (frames, len(contract.joints))
         assert f["observations/images/wrist"][-1].std() > 5
         assert np.all(np.diff(f["timestamp"][:]) > 0)
+
+
+def test_policy_node_runs_act_on_camera_images_and_moves_the_arm(ros_env, tmp_path, contract):
+    """camera_node -> policy_node (ACT on ONNX Runtime) -> arm_driver_node -> db_bridge_node."""
+    from nsm.policy.export import export_onnx
+    from nsm.policy.init import init_act
+
+    cam = contract.camera("wrist")
+    model = init_act(tmp_path / "act", ["wrist"], 6, (cam.height, cam.width), chunk_size=30, small=True)
+    export_onnx(model)
+    db = tmp_path / "telemetry.db"
+    procs = [
+        start("arm_driver_node", env=ros_env, cwd=tmp_path),
+        start("camera_node", "camera:=wrist", env=ros_env, cwd=tmp_path),
+        start("db_bridge_node", f"db_url:=sqlite:///{db}", f"spool_dir:={tmp_path / 'spool'}", env=ros_env, cwd=tmp_path),
+        start("policy_node", f"model_path:={model.path}", env=ros_env, cwd=tmp_path),
+    ]
+    try:
+        deadline = time.monotonic() + 90
+        moved = False
+        while time.monotonic() < deadline and not moved:
+            time.sleep(1.0)
+            assert all(p.poll() is None for p in procs), [stop(p)[1] for p in procs]
+            positions = np.array([p["position"] for p in rows(db)])
+            moved = len(positions) > 30 and np.ptp(positions, axis=0).max() > 0.05
+    finally:
+        results = [stop(p) for p in procs]
+    for code, out in results:
+        assert code == 0, out
+    assert moved, "ACT chunks from policy_node did not move the arm"
+    assert "policy act:act:onnxruntime, chunk 30" in results[-1][1]

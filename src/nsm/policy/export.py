@@ -86,6 +86,7 @@ def export_onnx(policy_dir: PolicyDir) -> Path:
     names = input_names(policy_dir)
     with torch.no_grad(), warnings.catch_warnings():  # not inference_mode: inference tensors cannot be traced
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks in MHA, constant for a fixed input
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: dynamo=True breaks opset 17
         torch.onnx.export(module, tuple(dummy), str(path), input_names=names, output_names=[OUTPUT],
                           opset_version=ONNX_OPSET, dynamo=False)
     meta = {"format": "onnx", "file": path.name, "inputs": {n: list(t.shape) for n, t in zip(names, dummy)},

@@ -82,6 +82,7 @@ class PolicyDir:
         return digest.hexdigest()[:16]
 
     def load_config(self):
+        import lerobot.policies  # noqa: F401  registers the policy config types (act, diffusion, ...)
         from lerobot.configs.policies import PreTrainedConfig
 
         cfg = PreTrainedConfig.from_pretrained(self.path)

@@ -1,13 +1,13 @@
 """policy_node: the newest joint state in, action chunks out, inference off the executor.
 
-`model_path` names a LeRobot policy folder (run on `backend`); empty = the scripted
-expert. The AsyncChunkRuntime decides when a new chunk is due (its shadow queue runs low) and runs
+`model_path` names a LeRobot policy folder (run on `backend`; it also subscribes
+`camera/<name>/image_raw` for every camera the policy needs); empty = the scripted expert. The AsyncChunkRuntime decides when a new chunk is due (its shadow queue runs low) and runs
 the policy on its worker; each chunk is published on `action_chunk` stamped with the time
 of the observation it was computed from, so the arm driver aligns it by control step.
 """
 import numpy as np
 from rclpy.node import Node
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from nsm.contract import load_contract
@@ -16,7 +16,7 @@ from nsm.policy.base import Observation
 from nsm.policy.lerobot_policy import LeRobotChunkPolicy
 from nsm.policy.runtime import AsyncChunkRuntime
 from nsm.ros import convert
-from nsm.ros.node_main import COMMANDS_QOS, declare, main_for
+from nsm.ros.node_main import COMMANDS_QOS, SENSOR_QOS, declare, main_for
 from nsm.sim.expert import WaypointExpert
 
 
@@ -28,8 +28,11 @@ class PolicyNode(Node):
                     max_obs_age=0.2)
         self.contract = load_contract(p.robot)
         self.names = self.contract.joint_names
+        self.images: dict[str, np.ndarray] = {}
+        self.cameras: list[str] = []
         if p.model_path:
             policy = LeRobotChunkPolicy(p.model_path, p.backend, self.contract)
+            self.cameras = list(policy.features.cameras)
         else:
             policy = WaypointExpert(self.contract, p.chunk_size)
         self.get_logger().info(f"policy {policy.name}, chunk {policy.chunk_size}")
@@ -39,6 +42,8 @@ class PolicyNode(Node):
         self.t0: float | None = None
         self.pub_chunk = self.create_publisher(JointTrajectory, "action_chunk", COMMANDS_QOS)
         self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
+        for cam in self.cameras:
+            self.create_subscription(Image, f"camera/{cam}/image_raw", lambda m, c=cam: self.on_image(c, m), SENSOR_QOS)
         self.create_timer(self.contract.period, self.tick)
 
     def now(self) -> float:
@@ -50,13 +55,21 @@ class PolicyNode(Node):
         except NsmError as exc:
             self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
 
+    def on_image(self, camera: str, msg: Image) -> None:
+        try:
+            self.images[camera] = convert.msg_to_image(msg)
+        except NsmError as exc:
+            self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
+
     def tick(self) -> None:
-        if self.latest is None:
-            return
+        if self.latest is None or len(self.images) < len(self.cameras):
+            return  # not every input has arrived yet
         stamp, state = self.latest
         self.t0 = stamp if self.t0 is None else self.t0
         step = int(round((stamp - self.t0) / self.contract.period))
-        self.runtime.act(Observation(step, stamp, state))
+        self.runtime.act(Observation(step, stamp, state, dict(self.images)))
+        if self.runtime.error is not None:
+            self.get_logger().error(f"inference failed: {self.runtime.error}", throttle_duration_sec=5.0)
 
     def publish_chunk(self, chunk: np.ndarray, obs: Observation) -> None:
         self.pub_chunk.publish(convert.chunk_to_msg(self.names, chunk, obs.stamp, self.contract.period))
