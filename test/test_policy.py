@@ -181,3 +181,25 @@ def test_demo_refuses_a_policy_for_other_cameras_before_moving(tmp_path, act_dir
     with pytest.raises(NsmError, match="policy expects camera 'front' at 96x128"):
         Demo(DemoConfig(seconds=1.0, out=tmp_path / "run", policy=act_dir.path))
     assert not list((tmp_path / "run").glob("*.hdf5*"))
+
+
+def test_cli_policy_commands(tmp_path):
+    """init -> export from the command line; download offline is one clear error."""
+    import os
+    import subprocess
+    import sys
+
+    def nsm(*args, **env):
+        return subprocess.run([sys.executable, "-m", "nsm.cli", "policy", *args], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, **env})
+
+    made = nsm("init", str(tmp_path / "p"), "--cameras", "front", "--image-size", "64x96", "--chunk-size", "10", "--small")
+    assert made.returncode == 0, made.stderr
+    assert PolicyDir(tmp_path / "p").features.cameras == {"front": (64, 96)}
+    exported = nsm("export", str(tmp_path / "p"))
+    assert exported.returncode == 0 and (tmp_path / "p" / "onnx" / "model.onnx").is_file(), exported.stderr
+    again = nsm("init", str(tmp_path / "p"))
+    assert again.returncode == 2 and "is not empty; choose a new folder" in again.stderr
+    offline = nsm("download", "lerobot/act_aloha_sim_transfer_cube_human", str(tmp_path / "d"), HF_HUB_OFFLINE="1")
+    assert offline.returncode == 2 and "the Hugging Face Hub is unreachable" in offline.stderr
+    assert len([line for line in offline.stderr.splitlines() if line.strip()]) == 1
