@@ -4,6 +4,7 @@
 #
 #   eval "$(bash scripts/pg_throwaway.sh start DIR [PORT])"   # exports NSM_TEST_PG_DSN
 #   bash scripts/pg_throwaway.sh stop DIR
+# `start` on an existing DIR starts the same cluster again (the fault tests restart a killed server).
 set -euo pipefail
 cmd=${1:?usage: pg_throwaway.sh start|stop DIR [PORT]}
 dir=${2:?data directory}
@@ -14,12 +15,16 @@ as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; 
 
 case "$cmd" in
   start)
-    mkdir -p "$dir"
-    [[ $(id -u) -eq 0 ]] && chown postgres "$dir"
-    as_pg "$pgbin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-locale >"$dir/initdb.log"
+    fresh=false
+    if [[ ! -d "$dir/data" ]]; then
+      fresh=true
+      mkdir -p "$dir"
+      [[ $(id -u) -eq 0 ]] && chown postgres "$dir"
+      as_pg "$pgbin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-locale >"$dir/initdb.log"
+    fi
     as_pg "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/data -c fsync=off" start >/dev/null
-    as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$port" -U postgres nsm_test
+    $fresh && as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$port" -U postgres nsm_test
     echo "export NSM_TEST_PG_DSN=postgresql://postgres@127.0.0.1:$port/nsm_test"
     ;;
   stop)

@@ -1,9 +1,13 @@
 """Shared fixtures: the robot contract, the real PostgreSQL server of scripts/test.sh, a TCP
 proxy that can cut the database connection, and ROS 2 environment isolation."""
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -121,3 +125,49 @@ def ros_env(monkeypatch):
     domain = os.environ.get("ROS_DOMAIN_ID") or str(100 + os.getpid() % 100)
     monkeypatch.setenv("ROS_DOMAIN_ID", domain)
     return dict(os.environ)
+
+
+class PgServer:
+    """A PostgreSQL server of the test's own (scripts/pg_throwaway.sh), to kill and restart."""
+
+    SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pg_throwaway.sh"
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/nsm_test"
+        self.start()
+
+    def start(self) -> None:
+        subprocess.run(["bash", str(self.SCRIPT), "start", str(self.folder), str(self.port)], check=True,
+                       capture_output=True, timeout=120)
+        # Like a database beside a robot: it must not outrank the control process for a core.
+        pid = int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
+        os.setpriority(os.PRIO_PROCESS, pid, 10)  # backends forked from it inherit this
+
+    def crash_later(self, after: float, down_for: float) -> subprocess.Popen:
+        """In `after` s, SIGKILL the postmaster and every backend (a crash, not a shutdown),
+        then start the server again `down_for` s later. A separate process does it, so the
+        test's own process only forks once, before it starts measuring. The stale lock file
+        is removed because the killed postmaster may linger as a zombie (no reaper here)."""
+        data = self.folder / "data"
+        script = (f"sleep {after}; pid=$(head -1 {data}/postmaster.pid); kill -KILL $pid; pkill -KILL -P $pid; "
+                  f"sleep 0.3; rm -f {data}/postmaster.pid {data}/.s.PGSQL.*; sleep {down_for}; "
+                  f"bash {self.SCRIPT} start {self.folder} {self.port}; "
+                  f"renice -n 10 -p $(head -1 {data}/postmaster.pid) >/dev/null")
+        return subprocess.Popen(["nice", "-n", "10", "bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def stop(self) -> None:
+        subprocess.run(["bash", str(self.SCRIPT), "stop", str(self.folder)], check=False, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def pg_server():
+    folder = Path(tempfile.mkdtemp(prefix="nsm-test-pg-"))  # not under pytest's root-only tmp: postgres must enter
+    server = PgServer(folder)
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)

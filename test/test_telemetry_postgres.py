@@ -1,5 +1,6 @@
 """Telemetry against the real PostgreSQL server: rows land, and an outage during the demo
 neither stops nor slows the control loop — its rows are spooled and written later, once."""
+import json
 import threading
 from datetime import UTC, datetime
 import time
@@ -21,7 +22,8 @@ def counts(url):
 
 
 def test_rows_land_as_jsonb_and_the_ai_query_works(pg_db, tmp_path):
-    writer = TelemetryWriter(connect(pg_db), "EP01", tmp_path / "spool")
+    connect(pg_db)
+    writer = TelemetryWriter(pg_db, "EP01", tmp_path / "spool")
     for i in range(1200):
         writer.log("battery", {"value": 100.0 - i / 100, "unit": "percent"})
     stats = writer.close()
@@ -34,16 +36,22 @@ def test_rows_land_as_jsonb_and_the_ai_query_works(pg_db, tmp_path):
     assert values[0] == 100.0 and values[-1] == pytest.approx(88.01) and len(values) == 1200
 
 
-def test_replaying_a_batch_never_duplicates(pg_db, tmp_path):
-    writer = TelemetryWriter(connect(pg_db), "EP01", tmp_path / "spool")
-    writer.log("joint_states", {"position": [0.0]})
-    writer.close()
-    row = {"robot_id": "EP01", "data_type": "joint_states", "seq": next(iter(writer._seq.values())),
-           "payload": {"position": [0.0]}, "created_at": datetime.now(UTC)}
-    again = TelemetryWriter(connect(pg_db), "EP01", tmp_path / "spool")
-    assert again._write([row])  # accepted, ON CONFLICT DO NOTHING
-    again.close()
-    assert counts(pg_db) == ({"joint_states": 1}, 0)
+def test_replaying_a_spooled_batch_never_duplicates(pg_db, tmp_path):
+    """A batch written and also left in the spool (a crash between commit and unlink) is replayed harmlessly."""
+    connect(pg_db)
+    writer = TelemetryWriter(pg_db, "EP01", tmp_path / "spool")
+    for i in range(10):
+        writer.log("joint_states", {"i": i})
+    assert writer.close().written == 10
+    with connect(pg_db).connect() as conn:
+        rows = conn.execute(text("SELECT robot_id, data_type, seq, payload::text, created_at FROM robot_telemetry")).all()
+    (tmp_path / "spool" / "00000000000000000001.jsonl").write_text(
+        "".join(json.dumps([r[0], r[1], r[2], r[3], r[4].isoformat()]) + "\n" for r in rows))
+    again = TelemetryWriter(pg_db, "EP01", tmp_path / "spool")
+    again.log("joint_states", {"i": 10})
+    stats = again.close()
+    assert stats.written == 11 and not list((tmp_path / "spool").glob("*.jsonl"))  # replayed, accepted, no-op
+    assert counts(pg_db) == ({"joint_states": 11}, 0)
 
 
 def test_outage_during_demo_keeps_the_loop_running_and_loses_nothing(pg_proxy_url, tmp_path):

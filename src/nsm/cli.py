@@ -174,6 +174,58 @@ def policy_download(
     Console().print(f"downloaded {repo_id} to {path}")
 
 
+db_app = typer.Typer(help="The telemetry database: SQLite (embedded default) or PostgreSQL.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+telemetry_app = typer.Typer(help="Telemetry rows out of the database, for training.", no_args_is_help=True)
+app.add_typer(telemetry_app, name="telemetry")
+DB_URL_HELP = "Database URL, e.g. sqlite:///runs/demo/telemetry.db or postgresql://user@host/db?sslmode=require."
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/demo/telemetry.db",
+    revision: Annotated[str, typer.Option(help="Alembic revision to migrate to.")] = "head",
+) -> None:
+    """Create or migrate the schema (robot_telemetry, episodes, predictions) with Alembic."""
+    from nsm.telemetry.db import connect, upgrade
+
+    try:
+        at = upgrade(connect(db_url, migrate=False), revision)
+    except NsmError as exc:
+        _fail(exc)
+    Console().print(f"database at revision {at}")
+
+
+@telemetry_app.command("export")
+def telemetry_export(
+    robot: Annotated[str, typer.Option(help="robot_id, e.g. EP01.")],
+    type: Annotated[str, typer.Option("--type", help="data_type, e.g. battery, joint_states, loop_timing.")],
+    out: Annotated[Path, typer.Option(help="Output .parquet file.")],
+    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/demo/telemetry.db",
+    payload: Annotated[bool, typer.Option(help="Also export the whole JSON payload as text.")] = False,
+) -> None:
+    """Export one robot's rows of one type: created_at, seq, value = (payload->>'value')::float.
+
+    Streams (PostgreSQL COPY -> pyarrow), so millions of rows need little memory. In pandas:
+    `nsm.telemetry.export.to_dataframe(engine, "EP01", "battery")`.
+    """
+    from nsm.telemetry.db import connect
+    from nsm.telemetry.export import export_parquet
+
+    try:
+        engine = connect(db_url, migrate=False)
+        with Progress(TextColumn("[bold]export"), TextColumn("{task.completed} rows"), console=console,
+                      transient=True) as progress:
+            task = progress.add_task("export")
+            rows = export_parquet(engine, robot, type, out, payload, lambda n: progress.update(task, completed=n))
+    except NsmError as exc:
+        _fail(exc)
+    if rows == 0:
+        console.print(f"[yellow]no rows for robot_id={robot!r}, data_type={type!r}[/]; nothing written")
+        raise typer.Exit(1)
+    Console().print(f"wrote {rows} rows to {out}")
+
+
 def _print_summary(s) -> None:
     table = Table(title="nsm demo", show_header=False, title_justify="left")
     table.add_column(style="bold")

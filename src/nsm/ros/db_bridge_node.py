@@ -17,7 +17,8 @@ class DbBridgeNode(Node):
     def __init__(self):
         super().__init__("db_bridge_node")
         p = declare(self, db_url="sqlite:///runs/telemetry.db", robot_id="sim01", spool_dir="runs/telemetry-spool")
-        self.writer = TelemetryWriter(connect(p.db_url), p.robot_id, Path(p.spool_dir))
+        connect(p.db_url)  # reachable and migrated, or one clear error now
+        self.writer = TelemetryWriter(p.db_url, p.robot_id, Path(p.spool_dir))
         self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
         self.create_subscription(BatteryState, "battery", self.on_battery, COMMANDS_QOS)
 

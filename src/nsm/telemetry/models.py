@@ -1,4 +1,7 @@
-"""Tables, per DESIGN.md section 4. `robot_telemetry` is the table the AI team queries:
+"""Tables, per DESIGN.md section 4. The schema itself is owned by the Alembic migrations in
+`migrations/versions/`; these classes mirror them for queries.
+
+`robot_telemetry` is the table the AI team queries:
 
     SELECT created_at, (payload->>'value')::float FROM robot_telemetry
     WHERE data_type = 'battery' AND robot_id = 'EP01'
@@ -7,9 +10,12 @@ JSONB on PostgreSQL, JSON on SQLite (the embedded default).
 """
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Index, Integer, MetaData, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSON_TYPE = JSON().with_variant(JSONB, "postgresql")
+ID_TYPE = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
 
 
 class Base(DeclarativeBase):
@@ -18,11 +24,45 @@ class Base(DeclarativeBase):
 
 class RobotTelemetry(Base):
     __tablename__ = "robot_telemetry"
-    __table_args__ = (UniqueConstraint("robot_id", "data_type", "seq", name="uq_robot_telemetry_key"),)
+    __table_args__ = (UniqueConstraint("robot_id", "data_type", "seq", name="uq_robot_telemetry_key"),
+                      Index("ix_robot_telemetry_query", "robot_id", "data_type", "created_at"))
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
     robot_id: Mapped[str] = mapped_column(String, nullable=False)
     data_type: Mapped[str] = mapped_column(String, nullable=False)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    payload: Mapped[dict] = mapped_column(JSON().with_variant(JSONB, "postgresql"), nullable=False)
+    payload: Mapped[dict] = mapped_column(JSON_TYPE, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Episode(Base):
+    """One recorded episode: where its file is and how it went."""
+
+    __tablename__ = "episodes"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    robot_id: Mapped[str] = mapped_column(String, nullable=False)
+    path: Mapped[str] = mapped_column(String, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    duration_s: Mapped[float] = mapped_column(Float, nullable=False)
+    frames: Mapped[int] = mapped_column(Integer, nullable=False)
+    success: Mapped[bool | None] = mapped_column(Boolean)
+    policy: Mapped[str | None] = mapped_column(String)
+    meta: Mapped[dict] = mapped_column(JSON_TYPE, nullable=False, default=dict)
+
+
+class Prediction(Base):
+    """A model's output about a robot (e.g. collision risk), as shown to operators."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_query", "robot_id", "model", "created_at"),)
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    robot_id: Mapped[str] = mapped_column(String, nullable=False)
+    model: Mapped[str] = mapped_column(String, nullable=False)
+    value: Mapped[float] = mapped_column(Float, nullable=False)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str | None] = mapped_column(String)
+    message: Mapped[str | None] = mapped_column(String)
+    payload: Mapped[dict] = mapped_column(JSON_TYPE, nullable=False, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

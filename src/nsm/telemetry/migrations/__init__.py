@@ -1,0 +1,1 @@
+"""Alembic migrations of the telemetry schema (run by `nsm db upgrade` and on connect)."""

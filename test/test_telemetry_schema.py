@@ -1,0 +1,74 @@
+"""Migrations bring an empty SQLite or PostgreSQL to head; export implements the AI team's
+query; odd input is stored verbatim."""
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import inspect, text
+
+from nsm.telemetry.db import connect, current_revision, downgrade, upgrade
+from nsm.telemetry.export import export_parquet, to_dataframe
+from nsm.telemetry.writer import TelemetryWriter
+
+TABLES = {"robot_telemetry", "episodes", "predictions"}
+SQLISH = "EP01'; DROP TABLE robot_telemetry; --"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'telemetry.db'}"
+    return request.getfixturevalue("pg_db")
+
+
+def test_upgrade_brings_an_empty_database_to_head(db_url):
+    engine = connect(db_url, migrate=False)
+    assert current_revision(engine) is None and not TABLES & set(inspect(engine).get_table_names())
+    assert upgrade(engine) == "0001"
+    assert TABLES <= set(inspect(engine).get_table_names())
+    unique = inspect(engine).get_unique_constraints("robot_telemetry")
+    assert [sorted(u["column_names"]) for u in unique] == [["data_type", "robot_id", "seq"]]
+    assert upgrade(engine) == "0001"  # idempotent
+    assert downgrade(engine, "base") is None
+    assert not TABLES & set(inspect(engine).get_table_names())
+
+
+def test_cli_db_upgrade(db_url):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "nsm.cli", "db", "upgrade", "--db-url", db_url],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "database at revision 0001" in out.stdout, out.stderr
+
+
+def test_export_is_the_ai_query_and_keeps_input_verbatim(db_url, tmp_path):
+    connect(db_url)
+    writer = TelemetryWriter(db_url, SQLISH, tmp_path / "spool", batch_size=400)
+    for i in range(1000):
+        writer.log("battery", {"value": 100 - i / 10, "note": "'; DELETE FROM episodes; -- ✓"})
+        writer.log("joint_states", {"position": [i]})
+    assert writer.close().written == 2000
+
+    df = to_dataframe(connect(db_url), SQLISH, "battery", with_payload=True)
+    assert list(df.columns) == ["created_at", "seq", "value", "payload"] and len(df) == 1000
+    assert df["value"].iloc[0] == 100.0 and df["value"].iloc[-1] == pytest.approx(0.1)
+    assert df["created_at"].is_monotonic_increasing and str(df["created_at"].dt.tz) == "UTC"
+    assert json.loads(df["payload"].iloc[0])["note"] == "'; DELETE FROM episodes; -- ✓"
+    with connect(db_url).connect() as conn:  # the same numbers as the query the AI team runs by hand
+        cast = "(payload->>'value')::float" if "postgresql" in db_url else "CAST(payload->>'value' AS REAL)"
+        direct = conn.execute(text(f"SELECT {cast} FROM robot_telemetry WHERE data_type='battery' AND robot_id=:r "
+                                   "ORDER BY created_at, seq"), {"r": SQLISH}).scalars().all()
+    assert direct == df["value"].tolist()
+
+    out = tmp_path / "battery.parquet"
+    assert export_parquet(connect(db_url), SQLISH, "battery", out) == 1000
+    table = pq.read_table(out)
+    assert table.column_names == ["created_at", "seq", "value"] and table.num_rows == 1000
+    assert to_dataframe(connect(db_url), "nobody", "battery").empty
+
+
+def test_to_dataframe_empty_has_the_columns(tmp_path):
+    df = to_dataframe(connect(f"sqlite:///{tmp_path / 'e.db'}"), "EP01", "battery")
+    assert isinstance(df, pd.DataFrame) and list(df.columns) == ["created_at", "seq", "value"] and df.empty
