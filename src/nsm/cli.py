@@ -226,6 +226,34 @@ def telemetry_export(
     Console().print(f"wrote {rows} rows to {out}")
 
 
+@app.command()
+def serve(
+    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/server/telemetry.db",
+    token: Annotated[str, typer.Option(help="Bearer token robots must send.", envvar="NSM_INGEST_TOKEN")] = "",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    spool: Annotated[Path, typer.Option(help="Server-side spool for rows that arrive while the database is down.")] = Path("runs/server/spool"),
+) -> None:
+    """Run the telemetry ingest service (FastAPI): robots POST batches to /v1/telemetry.
+
+    Point a robot at it with `BACKEND_API_URL=http://server:8000` and `BACKEND_API_TOKEN`
+    (the db_bridge node's `db_url` parameter takes the http URL too). The schema is migrated
+    on start.
+    """
+    import uvicorn
+
+    from nsm.telemetry.db import connect
+    from nsm.telemetry.ingest import create_app
+
+    try:
+        if not token:
+            raise NsmError("the ingest service needs a token: --token or NSM_INGEST_TOKEN")
+        connect(db_url)
+    except NsmError as exc:
+        _fail(exc)
+    uvicorn.run(create_app(db_url, token, spool), host=host, port=port, log_level="warning")
+
+
 def _print_summary(s) -> None:
     table = Table(title="nsm demo", show_header=False, title_justify="left")
     table.add_column(style="bold")

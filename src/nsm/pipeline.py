@@ -26,7 +26,8 @@ from nsm.sim.battery import SimBattery
 from nsm.sim.expert import WaypointExpert
 from nsm.sim.scene import SimScene
 from nsm.telemetry.db import connect
-from nsm.telemetry.writer import TelemetryWriter, WriterStats
+from nsm.telemetry.sinks import WriterStats
+from nsm.telemetry.writer import TelemetryWriter
 
 BATTERY_EVERY_S = 1.0
 

@@ -1,6 +1,7 @@
-"""db_bridge_node: `joint_states` and `battery` into the telemetry database.
+"""db_bridge_node: `joint_states` and `battery` into the telemetry database, or to a
+remote ingest service (`db_url` = its http(s) URL, token in BACKEND_API_TOKEN).
 
-The TelemetryWriter never blocks the callbacks: rows are batched on its thread and
+The TelemetryWriter never blocks the callbacks: rows are batched in its own process and
 spooled to disk while the database is unreachable.
 """
 from pathlib import Path
@@ -9,16 +10,14 @@ from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, JointState
 
 from nsm.ros.node_main import COMMANDS_QOS, declare, main_for
-from nsm.telemetry.db import connect
-from nsm.telemetry.writer import TelemetryWriter
+from nsm.telemetry.writer import open_writer
 
 
 class DbBridgeNode(Node):
     def __init__(self):
         super().__init__("db_bridge_node")
         p = declare(self, db_url="sqlite:///runs/telemetry.db", robot_id="sim01", spool_dir="runs/telemetry-spool")
-        connect(p.db_url)  # reachable and migrated, or one clear error now
-        self.writer = TelemetryWriter(p.db_url, p.robot_id, Path(p.spool_dir))
+        self.writer = open_writer(p.db_url, p.robot_id, Path(p.spool_dir))
         self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
         self.create_subscription(BatteryState, "battery", self.on_battery, COMMANDS_QOS)
 

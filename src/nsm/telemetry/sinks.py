@@ -1,0 +1,180 @@
+"""Where the writer process puts batches: the database, or the ingest service; the spool
+in between while the target is unreachable.
+
+A batch is a list of rows `(robot_id, data_type, seq, payload JSON text, created_at)`.
+
+- DatabaseSink: on PostgreSQL one binary COPY into a temporary staging table and
+  `INSERT ... SELECT ... ON CONFLICT DO NOTHING` (measured ~10x the ORM row by row); on
+  SQLite an executemany of `INSERT ... ON CONFLICT DO NOTHING`. The unique key
+  (robot_id, data_type, seq) makes replaying a batch harmless.
+- HttpSink: POSTs the batch to `nsm serve` (bearer token from BACKEND_API_TOKEN); the
+  service writes it through a DatabaseSink, so retries are just as harmless.
+
+Spool: one JSON-lines file per batch, replayed oldest first before any new rows once the
+target answers; it survives restarts. It is bounded (`max_spool_bytes`): when full the
+oldest batches are deleted and counted in `stats.spool_dropped` — after a long outage
+the newest telemetry matters most, and the disk that holds the episodes must not fill.
+"""
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.exc import SQLAlchemyError
+
+from nsm.telemetry.db import make_engine
+
+_STAGE = ("CREATE TEMP TABLE IF NOT EXISTS nsm_stage (robot_id text, data_type text, seq bigint, payload text, "
+          "created_at timestamptz) ON COMMIT DELETE ROWS")
+_COPY = "COPY nsm_stage (robot_id, data_type, seq, payload, created_at) FROM STDIN (FORMAT BINARY)"
+_MERGE = ("INSERT INTO robot_telemetry (robot_id, data_type, seq, payload, created_at) "
+          "SELECT robot_id, data_type, seq, payload::jsonb, created_at FROM nsm_stage "
+          "ON CONFLICT (robot_id, data_type, seq) DO NOTHING")
+_SQLITE_INSERT = ("INSERT INTO robot_telemetry (robot_id, data_type, seq, payload, created_at) VALUES (?, ?, ?, ?, ?) "
+                  "ON CONFLICT (robot_id, data_type, seq) DO NOTHING")
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite (UTC, naive)
+TOKEN_ENV = "BACKEND_API_TOKEN"
+INGEST_PATH = "/v1/telemetry"
+
+
+@dataclass
+class WriterStats:
+    written: int = 0  # rows the target accepted (including replays)
+    spooled: int = 0  # rows that went to the disk spool
+    dropped: int = 0  # rows lost because the pipe and the producer's buffer were full
+    spool_dropped: int = 0  # spooled rows deleted because the spool was full
+    rejected: int = 0  # rows the ingest service refused as invalid (never retried)
+    failures: int = 0  # failed writes (target unreachable)
+    last_error: str = ""
+
+
+class SpoolingSink:
+    """write() to the target, or spool; subclasses implement `_write(batch)`."""
+
+    def __init__(self, spool_dir: Path | None, max_spool_bytes: int = 512 * 2**20):
+        self.spool_dir = spool_dir
+        if spool_dir is not None:
+            spool_dir.mkdir(parents=True, exist_ok=True)
+        self.max_spool_bytes = max_spool_bytes
+        self.ok = True
+        self.stats = WriterStats()
+
+    def _write(self, batch: list[tuple]) -> None:
+        raise NotImplementedError
+
+    def flush(self, batch: list[tuple]) -> bool:
+        """Write `batch` after anything spooled, or spool it; True if it reached the target."""
+        if not batch:
+            return True
+        if self.replay_spool() and self.write(batch):
+            return True
+        self.spool(batch)
+        return False
+
+    def write(self, batch: list[tuple]) -> bool:
+        try:
+            self._write(batch)
+        except (SQLAlchemyError, psycopg.Error, OSError, ConnectionError) as exc:
+            self.stats.failures += 1
+            self.stats.last_error = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+            self.ok = False
+            return False
+        self.stats.written += len(batch)
+        self.ok = True
+        return True
+
+    def spool(self, batch: list[tuple]) -> None:
+        path = self.spool_dir / f"{time.time_ns():020d}.jsonl"
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            for row in batch:
+                f.write(json.dumps([*row[:4], row[4].isoformat()]) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.rename(path)
+        self.stats.spooled += len(batch)
+        files = sorted(self.spool_dir.glob("*.jsonl"))
+        total = sum(p.stat().st_size for p in files)
+        while total > self.max_spool_bytes and len(files) > 1:
+            oldest = files.pop(0)
+            total -= oldest.stat().st_size
+            self.stats.spool_dropped += sum(1 for _ in oldest.open())
+            oldest.unlink()
+            self.stats.last_error = f"spool over {self.max_spool_bytes} bytes: dropped the oldest batches"
+
+    def replay_spool(self) -> bool:
+        """Write spooled batches oldest first; True when the spool is empty."""
+        for path in sorted(self.spool_dir.glob("*.jsonl")):
+            rows = [(*r[:4], datetime.fromisoformat(r[4])) for r in map(json.loads, path.open())]
+            if not self.write(rows):
+                return False
+            path.unlink()
+        return True
+
+
+class DatabaseSink(SpoolingSink):
+    def __init__(self, db_url: str, spool_dir: Path | None, max_spool_bytes: int = 512 * 2**20):
+        super().__init__(spool_dir, max_spool_bytes)
+        self.engine = make_engine(db_url)
+        self.copy = self.engine.dialect.name == "postgresql"
+
+    def _write(self, batch: list[tuple]) -> None:
+        if not self.copy:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(_SQLITE_INSERT, [(*r[:4], r[4].strftime(_SQLITE_TIME)) for r in batch])
+            return
+        raw = self.engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                cur.execute(_STAGE)
+                with cur.copy(_COPY) as copy:
+                    copy.set_types(["text", "text", "int8", "text", "timestamptz"])
+                    for row in batch:
+                        copy.write_row(row)
+                cur.execute(_MERGE)
+            raw.commit()
+        except BaseException:
+            raw.invalidate()  # the connection may be half-way through a COPY: never reuse it
+            raise
+        finally:
+            raw.close()
+
+
+class HttpSink(SpoolingSink):
+    """POST batches to the ingest service. 2xx: written; 4xx other than auth/rate: the rows
+    are invalid and retrying cannot help (counted as rejected); anything else: spool, retry."""
+
+    def __init__(self, url: str, spool_dir: Path | None, max_spool_bytes: int = 512 * 2**20, timeout: float = 5.0):
+        import httpx
+
+        super().__init__(spool_dir, max_spool_bytes)
+        token = os.environ.get(TOKEN_ENV, "")
+        self.client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout,
+                                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+
+    def _write(self, batch: list[tuple]) -> None:
+        import httpx
+
+        rows = ",".join(f'{{"data_type":{json.dumps(r[1])},"seq":{r[2]},"payload":{r[3]},'
+                        f'"created_at":"{r[4].isoformat()}"}}' for r in batch)
+        body = f'{{"robot_id":{json.dumps(batch[0][0])},"rows":[{rows}]}}'
+        try:
+            response = self.client.post(INGEST_PATH, content=body.encode())
+        except httpx.HTTPError as exc:
+            raise ConnectionError(f"ingest service: {exc}") from None
+        if response.status_code in (401, 403, 408, 429) or response.status_code >= 500:
+            raise ConnectionError(f"ingest service answered {response.status_code}: {response.text[:200]}")
+        if response.status_code >= 400:
+            self.stats.rejected += len(batch)
+            self.stats.written -= len(batch)  # write() counts the batch; it was refused, not stored
+            self.stats.last_error = f"ingest service refused a batch ({response.status_code}): {response.text[:200]}"
+
+
+def make_sink(target: str, spool_dir: Path | None, max_spool_bytes: int = 512 * 2**20) -> SpoolingSink:
+    """HttpSink for an http(s) URL (the ingest service), DatabaseSink for a database URL."""
+    if target.startswith(("http://", "https://")):
+        return HttpSink(target, spool_dir, max_spool_bytes)
+    return DatabaseSink(target, spool_dir, max_spool_bytes)
