@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "alembic>=1.13,<2",
     "pandas>=2.2,<4",
     "pyarrow>=16,<28",
+    "adbc-driver-postgresql>=1.0,<2",  # telemetry export: PostgreSQL -> Arrow in C
     "fastapi>=0.110,<1",
     "uvicorn>=0.29,<1",
     "httpx>=0.27,<1",

@@ -24,8 +24,9 @@ class Base(DeclarativeBase):
 
 class RobotTelemetry(Base):
     __tablename__ = "robot_telemetry"
-    __table_args__ = (UniqueConstraint("robot_id", "data_type", "seq", name="uq_robot_telemetry_key"),
-                      Index("ix_robot_telemetry_query", "robot_id", "data_type", "created_at"))
+    # The unique key is also the index the AI team's queries use (robot_id, data_type prefix);
+    # a second index would slow every insert for little.
+    __table_args__ = (UniqueConstraint("robot_id", "data_type", "seq", name="uq_robot_telemetry_key"),)
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
     robot_id: Mapped[str] = mapped_column(String, nullable=False)

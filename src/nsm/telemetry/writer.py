@@ -77,7 +77,11 @@ class TelemetryWriter:
         os.setpriority(os.PRIO_PROCESS, self._process.pid, WRITER_NICENESS)
         reader.close()
         stats_out.close()
-        if not self._stats_in.poll(START_TIMEOUT_S) or self._stats_in.recv() != "ready":
+        try:
+            ready = self._stats_in.poll(START_TIMEOUT_S) and self._stats_in.recv() == "ready"
+        except EOFError:  # the process died before it was ready
+            ready = False
+        if not ready:
             raise NsmError(f"the telemetry writer process did not start within {START_TIMEOUT_S} s "
                            f"(exit code {self._process.exitcode}); see its error above")
         self._pipe = writer

@@ -25,7 +25,6 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("robot_id", "data_type", "seq", name="uq_robot_telemetry_key"),
     )
-    op.create_index("ix_robot_telemetry_query", "robot_telemetry", ["robot_id", "data_type", "created_at"])
     op.create_table(
         "episodes",
         sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),

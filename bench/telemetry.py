@@ -1,0 +1,160 @@
+"""Telemetry throughput and export, side by side in one run, on a real PostgreSQL.
+
+- rows/s into PostgreSQL: SQLAlchemy ORM row by row (`session.add` per row, commit per
+  1000) vs nsm's TelemetryWriter (writer process, binary COPY + ON CONFLICT DO NOTHING);
+- rows/s of the same writer into SQLite and through the ingest service (`nsm serve`);
+- exporting 1M rows of one data type: `pandas.read_sql` of the query vs nsm's
+  `to_dataframe` (COPY TO STDOUT -> pyarrow).
+
+Uses the server in NSM_TEST_PG_DSN, else starts a throwaway one (scripts/pg_throwaway.sh).
+
+    .venv/bin/python bench/telemetry.py [--rows 200000] [--export-rows 1000000]
+"""
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PAYLOAD = {"position": [0.1, -0.2, 0.3, 0.4, -0.5, 0.6], "velocity": [0.0] * 6, "effort": [0.01] * 6}
+
+
+def fresh_database(dsn: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(dsn.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+def orm_rows_per_s(url: str, rows: int) -> float:
+    from sqlalchemy.orm import Session
+
+    from nsm.telemetry.db import connect
+    from nsm.telemetry.models import RobotTelemetry
+
+    engine = connect(url)
+    started = time.perf_counter()
+    with Session(engine) as session:
+        for i in range(rows):
+            session.add(RobotTelemetry(robot_id="ORM", data_type="joint_states", seq=i, payload=PAYLOAD,
+                                       created_at=datetime.now(UTC)))
+            if i % 1000 == 999:
+                session.commit()
+        session.commit()
+    return rows / (time.perf_counter() - started)
+
+
+def writer_rows_per_s(target: str, rows: int, robot: str, spool: Path) -> float:
+    from nsm.telemetry.writer import open_writer
+
+    writer = open_writer(target, robot, spool, batch_size=5000, flush_interval=0.2)
+    started = time.perf_counter()
+    for _ in range(rows):
+        writer.log("joint_states", PAYLOAD)
+    stats = writer.close(timeout=600)
+    elapsed = time.perf_counter() - started
+    assert stats.written == rows and stats.spooled == 0, stats
+    return rows / elapsed
+
+
+def start_service(db_url: str, spool: Path):
+    import httpx
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    proc = subprocess.Popen([sys.executable, "-m", "nsm.cli", "serve", "--db-url", db_url, "--token", "bench",
+                             "--port", str(port), "--spool", str(spool)])
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("nsm serve did not start")
+
+
+def export_seconds(url: str, robot: str) -> dict:
+    import pandas as pd
+
+    from nsm.telemetry.db import connect
+    from nsm.telemetry.export import telemetry_query, to_dataframe
+
+    engine = connect(url)
+    timings = {}
+    for name in ("pandas.read_sql", "nsm to_dataframe", "pandas.read_sql ", "nsm to_dataframe "):  # twice, interleaved
+        started = time.perf_counter()
+        if name.startswith("pandas"):
+            with engine.connect() as conn:
+                df = pd.read_sql(telemetry_query(robot, "joint_states"), conn)
+        else:
+            df = to_dataframe(engine, robot, "joint_states")
+        timings.setdefault(name.strip(), []).append(time.perf_counter() - started)
+        rows = len(df)
+    return {name: round(min(t), 2) for name, t in timings.items()} | {"rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--orm-rows", type=int, default=20_000)
+    parser.add_argument("--export-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="nsm-bench-"))
+    server = None
+    dsn = os.environ.get("NSM_TEST_PG_DSN")
+    try:
+        if not dsn:
+            server = Path(tempfile.mkdtemp(prefix="nsm-bench-pg-"))  # its own folder: postgres must enter it
+            out = subprocess.run(["bash", str(ROOT / "scripts" / "pg_throwaway.sh"), "start", str(server), "55990"],
+                                 capture_output=True, text=True, check=True).stdout
+            dsn = out.strip().split("=", 1)[1]
+        url = fresh_database(dsn)
+        orm = orm_rows_per_s(url, args.orm_rows)
+        ours = writer_rows_per_s(url, args.rows, "NSM", tmp / "spool-pg")
+        sqlite = writer_rows_per_s(f"sqlite:///{tmp / 'bench.db'}", args.rows, "NSM", tmp / "spool-sqlite")
+        service, service_url = start_service(url, tmp / "spool-server")
+        os.environ["BACKEND_API_TOKEN"] = "bench"
+        try:
+            http = writer_rows_per_s(service_url, args.rows // 2, "HTTP", tmp / "spool-http")
+        finally:
+            service.terminate()
+            service.wait()
+        writer_rows_per_s(url, args.export_rows, "EXPORT", tmp / "spool-export")
+        export = export_seconds(url, "EXPORT")
+        results = {
+            "insert_rows_per_s": {"postgres ORM row by row": round(orm), "postgres nsm writer": round(ours),
+                                  "sqlite nsm writer": round(sqlite), "http ingest -> postgres": round(http)},
+            "writer_vs_orm": round(ours / orm, 1),
+            "export_1M_seconds": export,
+            "export_speedup_vs_read_sql": round(export["pandas.read_sql"] / export["nsm to_dataframe"], 1),
+            "rows": {"orm": args.orm_rows, "writer": args.rows, "http": args.rows // 2, "export": args.export_rows},
+        }
+        for key, value in results.items():
+            print(f"{key}: {value}")
+        print(f"wrote {write_result('telemetry', results)}")
+    finally:
+        if server is not None:
+            subprocess.run(["bash", str(ROOT / "scripts" / "pg_throwaway.sh"), "stop", str(server)], check=False)
+            shutil.rmtree(server, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
