@@ -61,7 +61,7 @@ def orm_rows_per_s(url: str, rows: int) -> float:
 def writer_rows_per_s(target: str, rows: int, robot: str, spool: Path) -> float:
     from nsm.telemetry.writer import open_writer
 
-    writer = open_writer(target, robot, spool, batch_size=5000, flush_interval=0.2)
+    writer = open_writer(target, robot, spool, batch_size=5000, flush_interval=0.2, max_buffer_bytes=2**30)
     started = time.perf_counter()
     for _ in range(rows):
         writer.log("joint_states", PAYLOAD)

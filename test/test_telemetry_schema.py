@@ -72,3 +72,21 @@ def test_export_is_the_ai_query_and_keeps_input_verbatim(db_url, tmp_path):
 def test_to_dataframe_empty_has_the_columns(tmp_path):
     df = to_dataframe(connect(f"sqlite:///{tmp_path / 'e.db'}"), "EP01", "battery")
     assert isinstance(df, pd.DataFrame) and list(df.columns) == ["created_at", "seq", "value"] and df.empty
+
+
+def test_spool_is_bounded_and_drops_the_oldest_batches(tmp_path):
+    """An unreachable target: every batch is spooled, and past the limit the oldest go first."""
+    from datetime import UTC, datetime
+
+    from nsm.telemetry.sinks import DatabaseSink
+
+    sink = DatabaseSink("postgresql://nobody@127.0.0.1:1/none", tmp_path / "spool", max_spool_bytes=3000)
+    for b in range(10):
+        assert not sink.flush([("EP01", "battery", b * 10 + i, json.dumps({"value": i}), datetime.now(UTC))
+                               for i in range(10)])
+    files = sorted((tmp_path / "spool").glob("*.jsonl"))
+    assert sum(f.stat().st_size for f in files) <= 3000 and sink.stats.spooled == 100
+    assert sink.stats.spool_dropped == 100 - 10 * len(files) and sink.stats.spool_dropped > 0
+    kept = [json.loads(line)[2] for f in files for line in f.open()]
+    assert kept == list(range(100 - len(kept), 100))  # the newest rows survive, in order
+    assert "spool over 3000 bytes" in sink.stats.last_error
