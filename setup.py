@@ -25,6 +25,7 @@ INSTALL_REQUIRES = [
     "fastapi>=0.110,<1",
     "uvicorn>=0.29,<1",
     "httpx>=0.27,<1",
+    "orjson>=3.9,<4",  # telemetry rows on the control path: 1 us per encode where json takes 8
     "pydantic>=2.7,<3",
     "PyYAML>=6,<7",
     "typer>=0.12,<1",

@@ -58,16 +58,11 @@ def test_outage_during_demo_keeps_the_loop_running_and_loses_nothing(pg_proxy_ur
     url, proxy, direct = pg_proxy_url
     demo = Demo(DemoConfig(seconds=4.0, out=tmp_path, db_url=url, cameras=["wrist"]))
 
-    def outage():  # the database disappears after ~1 s and comes back ~1.5 s later
-        time.sleep(1.0)
-        proxy.cut()
-        time.sleep(1.5)
-        proxy.restore()
+    def on_step(done):  # the database disappears at 1 s of robot time and is back at 2.5 s
+        if done in (30, 75):
+            threading.Thread(target=proxy.cut if done == 30 else proxy.restore).start()
 
-    cutter = threading.Thread(target=outage)
-    cutter.start()
-    summary = demo.run()
-    cutter.join()
+    summary = demo.run(on_step)
     assert summary.frames == 120  # every control step ran
     assert summary.percentile(99) < 2 * 1000 / 30  # and none waited on the database
     assert summary.telemetry.failures >= 1 and summary.telemetry.spooled > 0  # the outage was real
