@@ -2,6 +2,7 @@
 
 Bad input ends in one red line that names the fix and exit code 2; nothing here imports ROS.
 """
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -43,9 +44,14 @@ def root(
     """nsm: learned robot policies beside a low-cost arm."""
 
 
-def _fail(exc: NsmError) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+@contextmanager
+def one_line_errors():
+    """Bad input (NsmError) ends the command with one red line naming the fix, exit code 2."""
+    try:
+        yield
+    except NsmError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -69,12 +75,13 @@ def demo(
 
     The policy is a scripted joint-space waypoint expert unless `--policy` names a LeRobot
     policy folder; either drives the arm through the same async chunk runtime, safety
-    filter, recorder and telemetry writer the ROS nodes use. The control loop runs at the contract's rate (30 Hz);
-    cameras render on their own threads, the recorder and the database writer on theirs.
+    filter, recorder and telemetry writer the ROS nodes use. The control loop runs at the
+    contract's rate (30 Hz); cameras render and the recorder writes on their own threads,
+    telemetry goes to the database from a separate process.
     """
     from nsm.pipeline import Demo, DemoConfig
 
-    try:
+    with one_line_errors():
         run = Demo(DemoConfig(robot=robot, cameras=camera or None, episodes=episodes, seconds=seconds, out=out,
                               db_url=db_url, robot_id=robot_id, seed=seed, chunk_size=chunk_size,
                               threshold=threshold, merge=merge, merge_coeff=merge_coeff,
@@ -83,8 +90,6 @@ def demo(
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task("run", total=run.total_steps)
             summary = run.run(on_step=lambda done: progress.update(task, completed=done))
-    except NsmError as exc:
-        _fail(exc)
     _print_summary(summary)
 
 
@@ -119,11 +124,9 @@ def policy_init(
     """
     from nsm.policy.init import init_act
 
-    try:
+    with one_line_errors():
         names = [c.strip() for c in cameras.split(",") if c.strip()]
         d = init_act(out, names, state_dim, _image_size(image_size), chunk_size, small, seed)
-    except NsmError as exc:
-        _fail(exc)
     Console().print(f"ACT policy with random weights in {d.path}: cameras {', '.join(d.features.cameras)} at "
                     f"{image_size}, state {state_dim}, chunk {chunk_size}")
 
@@ -144,7 +147,7 @@ def policy_export(
     from nsm.policy.export import export_onnx
     from nsm.policy.model_dir import PolicyDir
 
-    try:
+    with one_line_errors():
         d = PolicyDir(model)
         if format == "onnx":
             path = export_onnx(d)
@@ -152,8 +155,6 @@ def policy_export(
             path = build_engine(d, fp16)
         else:
             raise NsmError(f"unknown format '{format}'; use onnx or tensorrt")
-    except NsmError as exc:
-        _fail(exc)
     Console().print(f"wrote {path}")
 
 
@@ -167,10 +168,8 @@ def policy_download(
     the token, if needed, comes from HF_TOKEN)."""
     from nsm.policy.hub import download
 
-    try:
+    with one_line_errors():
         path = download(repo_id, out, revision)
-    except NsmError as exc:
-        _fail(exc)
     Console().print(f"downloaded {repo_id} to {path}")
 
 
@@ -189,10 +188,8 @@ def db_upgrade(
     """Create or migrate the schema (robot_telemetry, episodes, predictions) with Alembic."""
     from nsm.telemetry.db import connect, upgrade
 
-    try:
+    with one_line_errors():
         at = upgrade(connect(db_url, migrate=False), revision)
-    except NsmError as exc:
-        _fail(exc)
     Console().print(f"database at revision {at}")
 
 
@@ -212,14 +209,12 @@ def telemetry_export(
     from nsm.telemetry.db import connect
     from nsm.telemetry.export import export_parquet
 
-    try:
+    with one_line_errors():
         engine = connect(db_url, migrate=False)
         with Progress(TextColumn("[bold]export"), TextColumn("{task.completed} rows"), console=console,
                       transient=True) as progress:
             task = progress.add_task("export")
             rows = export_parquet(engine, robot, type, out, payload, lambda n: progress.update(task, completed=n))
-    except NsmError as exc:
-        _fail(exc)
     if rows == 0:
         console.print(f"[yellow]no rows for robot_id={robot!r}, data_type={type!r}[/]; nothing written")
         raise typer.Exit(1)
@@ -245,12 +240,10 @@ def serve(
     from nsm.telemetry.db import connect
     from nsm.telemetry.ingest import create_app
 
-    try:
+    with one_line_errors():
         if not token:
             raise NsmError("the ingest service needs a token: --token or NSM_INGEST_TOKEN")
         connect(db_url)
-    except NsmError as exc:
-        _fail(exc)
     uvicorn.run(create_app(db_url, token, spool), host=host, port=port, log_level="warning")
 
 
