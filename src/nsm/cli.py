@@ -247,6 +247,59 @@ def serve(
     uvicorn.run(create_app(db_url, token, spool), host=host, port=port, log_level="warning")
 
 
+dataset_app = typer.Typer(help="Recorded episodes: inspect them, recover the one a crash left behind.",
+                          no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("inspect")
+def dataset_inspect(
+    folder: Annotated[Path, typer.Argument(help="Folder of episode_<n>.hdf5 files (e.g. runs/demo).")],
+    verify: Annotated[bool, typer.Option(help="Recompute each episode's SHA-256 (reads every frame).")] = False,
+) -> None:
+    """A table of the episodes in FOLDER: frames, duration, cameras, outcome, integrity."""
+    import h5py
+
+    from nsm.recording.hdf5_writer import sha256_of
+
+    table = Table(title=str(folder), title_justify="left")
+    for column in ("episode", "frames", "seconds", "cameras", "policy", "success", "sha256"):
+        table.add_column(column)
+    files = sorted(folder.glob("episode_*.hdf5*"), key=lambda p: int(p.name.split("_")[1].split(".")[0]))
+    for path in files:
+        if path.suffix == ".partial":
+            table.add_row(path.name, "", "", "", "", "", "[yellow]partial: run `nsm dataset recover`[/]")
+            continue
+        with h5py.File(path) as f:
+            frames = int(f.attrs.get("frames", f["action"].shape[0]))
+            seconds = float(f["timestamp"][frames - 1]) if frames else 0.0
+            digest = f.attrs.get("sha256", "")
+            if verify and digest:
+                digest = "ok" if sha256_of(f, frames) == digest else "[red]MISMATCH[/]"
+            table.add_row(path.name, str(frames), f"{seconds:.1f}", ", ".join(sorted(f["observations/images"])),
+                          str(f.attrs.get("policy", "")), str(f.attrs.get("success", "")), str(digest)[:16])
+    Console().print(table)
+
+
+@dataset_app.command("recover")
+def dataset_recover(
+    path: Annotated[Path, typer.Argument(help="An episode_<n>.hdf5.partial file, or a folder to recover every one in.")],
+) -> None:
+    """Turn `*.partial` episodes left by a crash into valid episodes, truncated to their last flush."""
+    import h5py
+
+    from nsm.recording.recover import recover
+
+    partials = sorted(path.glob("*.hdf5.partial")) if path.is_dir() else [path]
+    with one_line_errors():
+        if not partials:
+            raise NsmError(f"no *.hdf5.partial episodes in {path}")
+        for partial in partials:
+            final = recover(partial)
+            with h5py.File(final) as f:
+                Console().print(f"recovered {final} ({f.attrs['frames']} frames)")
+
+
 def _print_summary(s) -> None:
     table = Table(title="nsm demo", show_header=False, title_justify="left")
     table.add_column(style="bold")

@@ -11,10 +11,14 @@ ALOHA converter read a folder of them unchanged):
     attrs: sim, fps, robot, joint_names, policy, success, contract (YAML), frames
 
 The control loop calls `add_frame`, which only enqueues (a full queue drops the frame and
-counts it). A writer thread appends to `episode_<n>.hdf5.partial`, flushing every
-`flush_every` frames; `close()` renames it, so a crash leaves closed episodes intact and
-the partial one readable up to its last flush.
+counts it). A writer thread appends to `episode_<n>.hdf5.partial` in HDF5's SWMR mode
+(single writer, multiple readers: the file on disk is consistent after every flush),
+flushing every `flush_every` frames; `close()` stores the frame count and a SHA-256 of
+everything written (attrs `frames`, `sha256`) and renames it. A crash therefore leaves every
+closed episode intact and verifiable, and the partial one readable up to its last flush:
+`nsm dataset recover` turns it into a valid, truncated episode.
 """
+import hashlib
 import queue
 import threading
 from dataclasses import dataclass
@@ -34,6 +38,24 @@ class EpisodeFrame:
     action: np.ndarray
     images: dict[str, np.ndarray]
     timestamp: float
+
+
+DATASETS = ["observations/qpos", "observations/qvel", "action", "timestamp"]  # then images/<cam>, in order
+
+
+def episode_datasets(f: h5py.File) -> list[str]:
+    """The per-frame datasets of an episode file, in the order frames are hashed (cameras by name)."""
+    return DATASETS + [f"observations/images/{cam}" for cam in sorted(f["observations/images"])]
+
+
+def sha256_of(f: h5py.File, frames: int) -> str:
+    """The SHA-256 the writer computes: each frame's rows, dataset by dataset, frame by frame."""
+    digest = hashlib.sha256()
+    names = episode_datasets(f)
+    for t in range(frames):
+        for name in names:
+            digest.update(f[name][t].tobytes())
+    return digest.hexdigest()
 
 
 def next_episode_path(folder: Path) -> Path:
@@ -57,10 +79,12 @@ class Hdf5EpisodeWriter:
         self.error: BaseException | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = h5py.File(self.partial, "w")
+            self._file = h5py.File(self.partial, "w", libver="latest")
         except OSError as exc:
             raise NsmError(f"cannot write episodes to {self.path.parent}: {exc.strerror or exc}; choose a writable output folder") from None
         self._create_datasets()
+        self._file.swmr_mode = True  # from here on the file stays readable whatever happens to this process
+        self._digest = hashlib.sha256()
         self._thread = threading.Thread(target=self._drain, name="hdf5-writer", daemon=True)
         self._thread.start()
 
@@ -81,13 +105,13 @@ class Hdf5EpisodeWriter:
         """Write the remaining frames, set the outcome, rename to the final path."""
         self._queue.put(None)
         self._thread.join()
-        self._file.attrs["frames"] = self.frames
-        self._file.attrs["dropped_frames"] = self.dropped
-        if success is not None:
-            self._file.attrs["success"] = success
         self._file.close()
         if self.error is not None:
             raise NsmError(f"episode {self.partial} stopped at frame {self.frames}: {self.error}") from self.error
+        with h5py.File(self.partial, "r+") as f:  # attributes cannot change in SWMR mode
+            f.attrs.update({"frames": self.frames, "dropped_frames": self.dropped, "sha256": self._digest.hexdigest()})
+            if success is not None:
+                f.attrs["success"] = success
         self.partial.rename(self.path)
         return self.path
 
@@ -108,11 +132,12 @@ class Hdf5EpisodeWriter:
         f, t = self._file, self.frames
         rows = {"observations/qpos": frame.qpos, "observations/qvel": frame.qvel, "action": frame.action,
                 "timestamp": frame.timestamp}
-        rows.update({f"observations/images/{cam}": frame.images[cam] for cam in self._cameras})
+        rows.update({f"observations/images/{cam}": frame.images[cam] for cam in sorted(self._cameras)})  # hash order
         for name, value in rows.items():
             ds = f[name]
             ds.resize(t + 1, axis=0)
             ds[t] = value
+            self._digest.update(np.asarray(value, dtype=ds.dtype).tobytes())
         self.frames = t + 1
         if self.frames % self._flush_every == 0:
             f.flush()
