@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "onnx>=1.17,<2",  # torch.onnx.export needs it
     "onnxruntime>=1.20,<2",
     "h5py>=3.11,<4",
+    "rosbags>=0.10,<0.12",  # rosbag2 (MCAP) bags without a ROS install
     "SQLAlchemy>=2.0.30,<2.2",
     "psycopg[binary]>=3.2,<4",
     "alembic>=1.13,<2",
@@ -46,6 +47,8 @@ TEST = ROS + [
     "pytest>=8,<10",
     "hypothesis>=6.100,<7",
     "colcon-common-extensions>=0.3,<1",
+    "mcap>=1.1,<2",  # an independent reader for the bags rosbags writes
+    "mcap-ros2-support>=0.5,<1",
 ]
 
 

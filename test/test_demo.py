@@ -83,9 +83,17 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, args, message):
 
 
 def test_cli_demo_prints_the_summary(tmp_path):
-    result = run_cli("--out", str(tmp_path / "o"), "--camera", "wrist", cwd=tmp_path)
+    result = run_cli("--out", str(tmp_path / "o"), "--camera", "wrist", "--bag", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for needle in ("episodes", "control period", "p99", "camera fps", "wrist", "episode_0.hdf5", "sqlite:///"):
         assert needle in result.stdout
     with h5py.File(tmp_path / "o" / "episode_0.hdf5") as f:
         assert list(f["observations/images"]) == ["wrist"]
+        frames = f.attrs["frames"]
+    bag = tmp_path / "o" / "episode_0"  # the same episode as a rosbag2 MCAP bag
+    assert (bag / "metadata.yaml").is_file() and (bag / "episode_0.mcap").is_file()
+    assert "rosbag2 (MCAP)" in result.stdout and not list((tmp_path / "o").glob("*.partial"))
+    from rosbags.rosbag2 import Reader
+
+    with Reader(bag) as reader:
+        assert {c.topic: c.msgcount for c in reader.connections}["/nsm/joint_commands"] == frames

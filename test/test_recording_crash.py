@@ -18,7 +18,8 @@ RECORDER = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     from nsm.contract import load_contract
-    from nsm.recording.hdf5_writer import EpisodeFrame, Hdf5EpisodeWriter, next_episode_path
+    from nsm.recording.background import EpisodeFrame
+    from nsm.recording.hdf5_writer import Hdf5EpisodeWriter, next_episode_path
 
     out, contract = Path(sys.argv[1]), load_contract("so101")
     rng = np.random.default_rng(0)

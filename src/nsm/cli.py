@@ -70,6 +70,7 @@ def demo(
     backend: Annotated[str, typer.Option(help="With --policy: torch (LeRobot's forward), onnxruntime (needs `nsm policy export`) or tensorrt.")] = "onnxruntime",
     merge: Annotated[str, typer.Option(help="How overlapping chunks combine: replace (newest wins), ensemble (ACT temporal ensembling, exp(-m*i)), blend (new*c + old*(1-c)).")] = "replace",
     merge_coeff: Annotated[float | None, typer.Option(help="m for ensemble (default 0.01), c for blend (default 0.7).")] = None,
+    bag: Annotated[bool, typer.Option(help="Also record each episode as a rosbag2 bag (MCAP): `ros2 bag info`, Foxglove.")] = False,
 ) -> None:
     """Run the simulated SO-101 end to end, headless, and print a summary.
 
@@ -85,7 +86,7 @@ def demo(
         run = Demo(DemoConfig(robot=robot, cameras=camera or None, episodes=episodes, seconds=seconds, out=out,
                               db_url=db_url, robot_id=robot_id, seed=seed, chunk_size=chunk_size,
                               threshold=threshold, merge=merge, merge_coeff=merge_coeff,
-                              policy=policy, backend=backend))
+                              policy=policy, backend=backend, bag=bag))
         with Progress(TextColumn("[bold]demo"), BarColumn(), MofNCompleteColumn(), TextColumn("control steps"),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task("run", total=run.total_steps)
@@ -316,6 +317,8 @@ def _print_summary(s) -> None:
     table.add_row("database", s.db_url)
     for path in s.episodes:
         table.add_row("episode file", str(path))
+    for path in s.bags:
+        table.add_row("rosbag2 (MCAP)", str(path))
     Console().print(table)
 
 

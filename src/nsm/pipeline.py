@@ -21,7 +21,9 @@ from nsm.contract import RobotContract, load_contract
 from nsm.errors import NsmError
 from nsm.policy.base import Observation
 from nsm.policy.runtime import AsyncChunkRuntime
-from nsm.recording.hdf5_writer import EpisodeFrame, Hdf5EpisodeWriter, next_episode_path
+from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
+from nsm.recording.hdf5_writer import Hdf5EpisodeWriter, next_episode_path
+from nsm.recording.mcap_writer import McapEpisodeWriter
 from nsm.sim.battery import SimBattery
 from nsm.sim.expert import WaypointExpert
 from nsm.sim.scene import SimScene
@@ -51,6 +53,7 @@ class DemoConfig(BaseModel):
     merge_coeff: float | None = None
     policy: Path | None = Field(None, description="LeRobot policy folder; None = the scripted expert")
     backend: str = "onnxruntime"
+    bag: bool = Field(False, description="also record each episode as a rosbag2 MCAP bag")
 
 
 @dataclass
@@ -66,7 +69,7 @@ class DemoSummary:
     rejected_commands: int
     telemetry: WriterStats
     db_url: str
-    extra: dict = field(default_factory=dict)
+    bags: list[Path] = field(default_factory=list)
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.period_ms, q)) if len(self.period_ms) else float("nan")
@@ -97,7 +100,7 @@ class ControlLoop:
     cameras: list[Camera]
     runtime: AsyncChunkRuntime
     safety: SafetyFilter
-    recorder: Hdf5EpisodeWriter
+    recorders: list[BackgroundEpisodeWriter]  # HDF5, and the MCAP bag when asked for
     telemetry: TelemetryWriter
     battery: SimBattery
     periods: list[float] = field(default_factory=list)
@@ -124,7 +127,9 @@ class ControlLoop:
             command = self.safety.filter(self.runtime.act(obs))
             self.arm.send(command)
 
-            self.recorder.add_frame(EpisodeFrame(reading.position, reading.velocity, command, images, started - t0))
+            frame = EpisodeFrame(reading.position, reading.velocity, command, images, started - t0)
+            for recorder in self.recorders:
+                recorder.add_frame(frame)
             self.telemetry.log("joint_states", {"name": names, "position": reading.position.tolist(),
                                                 "velocity": reading.velocity.tolist(), "effort": reading.effort.tolist()})
             self.telemetry.log("loop_timing", {"value": 1e3 * (self.periods[-1] if self.periods else period),
@@ -168,7 +173,7 @@ class Demo:
         scene = SimScene(contract, cfg.seed)
         arm = SimArm(scene)
         cameras: list[Camera] = []
-        episodes, periods, latencies = [], [], []
+        episodes, bags, periods, latencies = [], [], [], []
         chunks = empty = dropped = rejected = frames = 0
         try:
             for spec in self.specs:
@@ -178,16 +183,21 @@ class Demo:
                 scene.reset(cfg.seed + episode)
                 runtime = AsyncChunkRuntime(self.policy, len(contract.joints), cfg.threshold, cfg.merge,
                                             cfg.merge_coeff).start()
-                recorder = Hdf5EpisodeWriter(next_episode_path(self.out), contract, [s.name for s in self.specs],
-                                             sim=True, policy=self.policy.name)
+                path, names = next_episode_path(self.out), [s.name for s in self.specs]
+                recorder = Hdf5EpisodeWriter(path, contract, names, sim=True, policy=self.policy.name)
+                recorders = [recorder]
+                if cfg.bag:
+                    recorders.append(McapEpisodeWriter(path.with_suffix(""), contract, names, start_ns=time.time_ns(),
+                                                       policy=self.policy.name))
                 loop = ControlLoop(contract, arm, cameras, runtime, SafetyFilter(contract, arm.read().position),
-                                   recorder, telemetry, battery)
+                                   recorders, telemetry, battery)
                 done = episode * steps
                 try:
                     loop.run(steps, None if on_step is None else lambda s, done=done: on_step(done + s + 1))
                 finally:
                     runtime.stop()
                     episodes.append(recorder.close(success=None))
+                    bags += [r.close(success=None) for r in recorders[1:]]
                 periods += loop.periods
                 latencies += runtime.latencies
                 chunks, empty = chunks + runtime.chunks, empty + runtime.empty_ticks
@@ -200,4 +210,4 @@ class Demo:
             stats = telemetry.close()
         shown = make_url(self.db_url).render_as_string(hide_password=True)
         return DemoSummary(episodes, frames, 1e3 * np.array(periods), camera_fps, 1e3 * np.array(latencies),
-                           chunks, empty, dropped, rejected, stats, shown)
+                           chunks, empty, dropped, rejected, stats, shown, bags)

@@ -10,8 +10,7 @@ ALOHA converter read a folder of them unchanged):
     /timestamp                    (T,)   float64, seconds since the episode started
     attrs: sim, fps, robot, joint_names, policy, success, contract (YAML), frames
 
-The control loop calls `add_frame`, which only enqueues (a full queue drops the frame and
-counts it). A writer thread appends to `episode_<n>.hdf5.partial` in HDF5's SWMR mode
+Frames are written off the control path (BackgroundEpisodeWriter). The writer thread appends to `episode_<n>.hdf5.partial` in HDF5's SWMR mode
 (single writer, multiple readers: the file on disk is consistent after every flush),
 flushing every `flush_every` frames; `close()` stores the frame count and a SHA-256 of
 everything written (attrs `frames`, `sha256`) and renames it. A crash therefore leaves every
@@ -19,9 +18,6 @@ closed episode intact and verifiable, and the partial one readable up to its las
 `nsm dataset recover` turns it into a valid, truncated episode.
 """
 import hashlib
-import queue
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -29,16 +25,7 @@ import numpy as np
 
 from nsm.contract import RobotContract
 from nsm.errors import NsmError
-
-
-@dataclass(frozen=True)
-class EpisodeFrame:
-    qpos: np.ndarray
-    qvel: np.ndarray
-    action: np.ndarray
-    images: dict[str, np.ndarray]
-    timestamp: float
-
+from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
 
 DATASETS = ["observations/qpos", "observations/qvel", "action", "timestamp"]  # then images/<cam>, in order
 
@@ -64,19 +51,16 @@ def next_episode_path(folder: Path) -> Path:
     return folder / f"episode_{max(taken, default=-1) + 1}.hdf5"
 
 
-class Hdf5EpisodeWriter:
+class Hdf5EpisodeWriter(BackgroundEpisodeWriter):
     def __init__(self, path: Path, contract: RobotContract, cameras: list[str], *, sim: bool, policy: str,
                  queue_size: int = 256, flush_every: int = 30):
+        super().__init__(queue_size)
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self._contract, self._cameras = contract, cameras
         self._attrs = {"sim": sim, "fps": contract.fps, "robot": contract.robot, "policy": policy,
                        "joint_names": contract.joint_names, "contract": contract.to_yaml()}
         self._flush_every = flush_every
-        self._queue: queue.Queue[EpisodeFrame | None] = queue.Queue(maxsize=queue_size)
-        self.frames = 0
-        self.dropped = 0
-        self.error: BaseException | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = h5py.File(self.partial, "w", libver="latest")
@@ -85,29 +69,13 @@ class Hdf5EpisodeWriter:
         self._create_datasets()
         self._file.swmr_mode = True  # from here on the file stays readable whatever happens to this process
         self._digest = hashlib.sha256()
-        self._thread = threading.Thread(target=self._drain, name="hdf5-writer", daemon=True)
-        self._thread.start()
+        self._start()
 
-    @property
-    def queue_depth(self) -> int:
-        return self._queue.qsize()
-
-    def add_frame(self, frame: EpisodeFrame) -> bool:
-        """Enqueue one frame without blocking; False (and counted) if the queue is full."""
-        try:
-            self._queue.put_nowait(frame)
-            return True
-        except queue.Full:
-            self.dropped += 1
-            return False
-
-    def close(self, success: bool | None = None) -> Path:
-        """Write the remaining frames, set the outcome, rename to the final path."""
-        self._queue.put(None)
-        self._thread.join()
+    def _finish(self, success: bool | None) -> Path:
+        """Set the outcome and the checksum, rename to the final path."""
         self._file.close()
         if self.error is not None:
-            raise NsmError(f"episode {self.partial} stopped at frame {self.frames}: {self.error}") from self.error
+            raise self._failed(self.partial) from self.error
         with h5py.File(self.partial, "r+") as f:  # attributes cannot change in SWMR mode
             f.attrs.update({"frames": self.frames, "dropped_frames": self.dropped, "sha256": self._digest.hexdigest()})
             if success is not None:
@@ -138,14 +106,5 @@ class Hdf5EpisodeWriter:
             ds.resize(t + 1, axis=0)
             ds[t] = value
             self._digest.update(np.asarray(value, dtype=ds.dtype).tobytes())
-        self.frames = t + 1
-        if self.frames % self._flush_every == 0:
+        if (t + 1) % self._flush_every == 0:
             f.flush()
-
-    def _drain(self) -> None:
-        while (frame := self._queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self._append(frame)
-                except Exception as exc:  # disk full etc.: stop writing, keep the robot running
-                    self.error = exc

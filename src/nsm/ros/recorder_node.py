@@ -13,7 +13,8 @@ from std_srvs.srv import Trigger
 
 from nsm.contract import load_contract
 from nsm.errors import NsmError
-from nsm.recording.hdf5_writer import EpisodeFrame, Hdf5EpisodeWriter, next_episode_path
+from nsm.recording.background import EpisodeFrame
+from nsm.recording.hdf5_writer import Hdf5EpisodeWriter, next_episode_path
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, SENSOR_QOS, declare, main_for
 

@@ -1,0 +1,82 @@
+"""Episodes as rosbag2 bags with MCAP storage (metadata.yaml + .mcap), standard ROS 2 messages.
+
+    /<ns>/joint_states              sensor_msgs/msg/JointState   observation.state (qpos, qvel)
+    /<ns>/joint_commands            sensor_msgs/msg/JointState   action (the command sent)
+    /<ns>/camera/<cam>/image_raw    sensor_msgs/msg/Image (rgb8)
+
+Written with `rosbags` (pure Python; rosbag2_py is not on PyPI), so `ros2 bag info/play`,
+Foxglove and the `mcap` reader open the bag. The bag is written inside
+`episode_<n>.partial/` and moved out by `close()`; beside the bag files it holds `robot_contract.yaml` and
+`episode.yaml` (frames, outcome).
+"""
+from pathlib import Path
+
+import numpy as np
+import yaml
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from nsm.contract import RobotContract
+from nsm.errors import NsmError
+from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
+
+JOINT_STATE = "sensor_msgs/msg/JointState"
+IMAGE = "sensor_msgs/msg/Image"
+
+
+class McapEpisodeWriter(BackgroundEpisodeWriter):
+    def __init__(self, path: Path, contract: RobotContract, cameras: list[str], *, start_ns: int,
+                 namespace: str = "/nsm", policy: str = "", queue_size: int = 256):
+        super().__init__(queue_size)
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial") / self.path.name  # the .mcap keeps the final name
+        self._contract, self._names, self._start_ns, self._policy = contract, contract.joint_names, start_ns, policy
+        self._ts = get_typestore(Stores.ROS2_JAZZY)
+        self._types = self._ts.types
+        ns = namespace.rstrip("/")
+        try:
+            self.partial.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = Writer(self.partial, version=9, storage_plugin=StoragePlugin.MCAP)
+            self._writer.open()
+        except (OSError, Exception) as exc:
+            raise NsmError(f"cannot write the bag {self.partial}: {exc}; choose a writable output folder") from None
+        add = self._writer.add_connection
+        self._state = add(f"{ns}/joint_states", JOINT_STATE, typestore=self._ts)
+        self._command = add(f"{ns}/joint_commands", JOINT_STATE, typestore=self._ts)
+        self._images = {cam: add(f"{ns}/camera/{cam}/image_raw", IMAGE, typestore=self._ts) for cam in cameras}
+        self._start()
+
+    def _header(self, stamp_ns: int, frame_id: str = ""):
+        t = self._types
+        time = t["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+        return t["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
+
+    def _joint_state(self, stamp_ns: int, position, velocity=None):
+        empty = np.zeros(0)
+        return self._types[JOINT_STATE](
+            header=self._header(stamp_ns), name=list(self._names), position=np.asarray(position, np.float64),
+            velocity=empty if velocity is None else np.asarray(velocity, np.float64), effort=empty)
+
+    def _append(self, frame: EpisodeFrame) -> None:
+        stamp = self._start_ns + int(round(frame.timestamp * 1e9))
+        write, serialize = self._writer.write, self._ts.serialize_cdr
+        write(self._state, stamp, serialize(self._joint_state(stamp, frame.qpos, frame.qvel), JOINT_STATE))
+        write(self._command, stamp, serialize(self._joint_state(stamp, frame.action), JOINT_STATE))
+        for cam, connection in self._images.items():
+            image = frame.images[cam]
+            h, w, _ = image.shape
+            msg = self._types[IMAGE](header=self._header(stamp, f"{cam}_camera"), height=h, width=w, encoding="rgb8",
+                                     is_bigendian=0, step=w * 3, data=np.ascontiguousarray(image).reshape(-1))
+            write(connection, stamp, serialize(msg, IMAGE))
+
+    def _finish(self, success: bool | None) -> Path:
+        self._writer.close()
+        if self.error is not None:
+            raise self._failed(self.partial) from self.error
+        (self.partial / "robot_contract.yaml").write_text(self._contract.to_yaml())
+        (self.partial / "episode.yaml").write_text(yaml.safe_dump(
+            {"frames": self.frames, "dropped_frames": self.dropped, "success": success, "policy": self._policy,
+             "fps": self._contract.fps, "robot": self._contract.robot}, sort_keys=False))
+        self.partial.rename(self.path)
+        self.partial.parent.rmdir()
+        return self.path
