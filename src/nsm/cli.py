@@ -282,6 +282,38 @@ def dataset_inspect(
     Console().print(table)
 
 
+@dataset_app.command("convert")
+def dataset_convert(
+    folder: Annotated[Path, typer.Argument(help="Folder of episode_<n>.hdf5 files.")],
+    out: Annotated[Path, typer.Option(help="New folder for the LeRobotDataset.")],
+    repo_id: Annotated[str, typer.Option(help="Dataset name LeRobot knows it by (nothing is uploaded).")] = "local/nsm",
+    task: Annotated[str, typer.Option(help="Task description stored with every frame.")] = "pick up the cube",
+    videos: Annotated[bool, typer.Option(help="Store cameras as MP4 video (LeRobot's default) instead of PNG frames.")] = True,
+) -> None:
+    """Convert HDF5 episodes into a LeRobotDataset (v3) with LeRobot's own API, for training.
+
+    Load it with `LeRobotDataset(repo_id, root=out)`; train with LeRobot's scripts
+    (`--dataset.repo_id=<repo_id> --dataset.root=<out>`).
+    """
+    import h5py
+
+    from nsm.recording.lerobot_convert import hdf5_to_lerobot
+
+    episodes = sorted(folder.glob("episode_*.hdf5"), key=lambda p: int(p.name.split("_")[1].split(".")[0]))
+    with one_line_errors():
+        if not episodes:
+            raise NsmError(f"no episode_<n>.hdf5 files in {folder}")
+        total = 0
+        for path in episodes:
+            with h5py.File(path) as f:
+                total += int(f.attrs.get("frames", f["action"].shape[0]))
+        with Progress(TextColumn("[bold]convert"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                      TimeRemainingColumn(), console=console, transient=True) as progress:
+            task_id = progress.add_task("convert", total=total)
+            hdf5_to_lerobot(episodes, out, repo_id, task, videos, on_frame=lambda: progress.advance(task_id))
+    Console().print(f"LeRobotDataset {repo_id} with {len(episodes)} episodes, {total} frames in {out}")
+
+
 @dataset_app.command("recover")
 def dataset_recover(
     path: Annotated[Path, typer.Argument(help="An episode_<n>.hdf5.partial file, or a folder to recover every one in.")],
