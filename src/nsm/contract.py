@@ -39,10 +39,6 @@ class CameraSpec(_Strict):
     height: int = Field(gt=0)
     fps: float = Field(gt=0)
 
-    @property
-    def topic(self) -> str:
-        return f"camera/{self.name}/image_raw"
-
 
 class RobotContract(_Strict):
     robot: str

@@ -92,10 +92,6 @@ class SimScene:
         with self._lock:
             return self.data.actuator_force[self._ctrl].copy()
 
-    def cube_position(self) -> np.ndarray:
-        with self._lock:
-            return self.data.qpos[self._cube_qpos : self._cube_qpos + 3].copy()
-
     def snapshot(self, into: mujoco.MjData) -> None:
         """Copy the generalized positions into `into` and update its kinematics for rendering."""
         with self._lock:

@@ -12,6 +12,7 @@ a robot's own writer (COPY, ON CONFLICT DO NOTHING on (robot_id, data_type, seq)
 robot retrying a batch never duplicates a row. GET /healthz for load balancers.
 """
 import hmac
+import json
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -97,8 +98,6 @@ def create_app(db_url: str, token: str, spool_dir: Path) -> FastAPI:
 
     @app.post(INGEST_PATH, dependencies=[Depends(authorized)])
     def ingest(batch: Annotated[Batch, Depends(body)]) -> dict:
-        import json
-
         rows = [(batch.robot_id, r.data_type, r.seq, json.dumps(r.payload), r.created_at) for r in batch.rows]
         with lock:
             stored = sink.flush(rows)
