@@ -97,3 +97,8 @@ def test_cli_demo_prints_the_summary(tmp_path):
 
     with Reader(bag) as reader:
         assert {c.topic: c.msgcount for c in reader.connections}["/nsm/joint_commands"] == frames
+    back = subprocess.run([sys.executable, "-m", "nsm.cli", "dataset", "from-bag", str(bag), "--out", str(tmp_path / "b")],
+                          capture_output=True, text=True, timeout=120)
+    assert back.returncode == 0, back.stderr
+    with h5py.File(tmp_path / "b" / "episode_0.hdf5") as f:  # the bag resampled back into an episode
+        assert f.attrs["frames"] == frames

@@ -2,11 +2,13 @@
 import time
 
 import numpy as np
+import pytest
 import yaml
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from rosbags.highlevel import AnyReader
 
+from nsm.errors import NsmError
 from nsm.recording.background import EpisodeFrame
 from nsm.recording.mcap_writer import McapEpisodeWriter
 
@@ -55,3 +57,55 @@ def test_bag_round_trips_through_rosbags_and_mcap(contract, tmp_path):
             assert (image.height, image.width, image.encoding) == (24, 32, "rgb8")
             assert bytes(image.data) == frame.images["wrist"].tobytes()
             assert image.header.stamp.sec * 10**9 + image.header.stamp.nanosec == stamps[i]
+
+
+def test_bag_with_streams_at_their_own_rates_converts_at_the_control_rate(contract, tmp_path):
+    """joint_states and commands at 30 Hz with jitter, the camera at 15 Hz, then a 0.3 s
+    camera stall: the episode is resampled at 30 Hz and the stalled ticks are left out."""
+    import h5py
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    from nsm.recording.bag_convert import bag_to_hdf5
+
+    ts = get_typestore(Stores.ROS2_JAZZY)
+    t = ts.types
+    bag = tmp_path / "bag"
+    start = 1_700_000_000 * 10**9
+    rng = np.random.default_rng(0)
+
+    def header(ns):
+        return t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9),
+                                        frame_id="")
+
+    def joints(ns, value):
+        return t["sensor_msgs/msg/JointState"](header=header(ns), name=contract.joint_names,
+                                               position=np.full(6, float(value)), velocity=np.zeros(6), effort=np.zeros(0))
+
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        states = writer.add_connection("/nsm/joint_states", "sensor_msgs/msg/JointState", typestore=ts)
+        commands = writer.add_connection("/nsm/joint_commands", "sensor_msgs/msg/JointState", typestore=ts)
+        camera = writer.add_connection("/nsm/camera/wrist/image_raw", "sensor_msgs/msg/Image", typestore=ts)
+        for k in range(60):  # 2 s
+            ns = start + k * 33_333_333 + int(rng.integers(-3, 4)) * 10**6  # +-3 ms jitter
+            writer.write(states, ns, ts.serialize_cdr(joints(ns, k), "sensor_msgs/msg/JointState"))
+            writer.write(commands, ns, ts.serialize_cdr(joints(ns, k + 0.5), "sensor_msgs/msg/JointState"))
+            if k % 2 == 0 and not 30 <= k < 40:  # 15 Hz, and nothing from 1.0 s to 1.33 s
+                image = np.full((240, 320, 3), k, np.uint8)
+                msg = t["sensor_msgs/msg/Image"](header=header(ns + 5 * 10**6), height=240, width=320, encoding="rgb8",
+                                                 is_bigendian=0, step=960, data=image.reshape(-1))
+                writer.write(camera, ns + 5 * 10**6, ts.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+    (bag / "robot_contract.yaml").write_text(contract.to_yaml())
+
+    result = bag_to_hdf5(bag, tmp_path / "episode_0.hdf5", max_skew=0.05)
+    assert 0 < result.skipped_ticks <= 10 and result.frames + result.skipped_ticks in (59, 60)
+    with h5py.File(result.path) as f:
+        qpos, action, images = f["observations/qpos"][:], f["action"][:], f["observations/images/wrist"][:]
+        stamps = f["timestamp"][:]
+    assert np.allclose(np.diff(stamps)[np.diff(stamps) < 0.04], 1 / 30)  # the 30 Hz clock (gap where skipped)
+    assert np.array_equal(action[:, 0], qpos[:, 0] + 0.5)  # state and command of the same tick stay together
+    tick_of_frame = np.round(stamps * 30).astype(int)
+    assert np.all(np.abs(images[:, 0, 0, 0].astype(int) - tick_of_frame) <= 1)  # the nearest camera frame
+    with pytest.raises(NsmError, match="no robot_contract.yaml"):
+        (bag / "robot_contract.yaml").unlink()
+        bag_to_hdf5(bag, tmp_path / "episode_1.hdf5")

@@ -314,6 +314,27 @@ def dataset_convert(
     Console().print(f"LeRobotDataset {repo_id} with {len(episodes)} episodes, {total} frames in {out}")
 
 
+@dataset_app.command("from-bag")
+def dataset_from_bag(
+    bags: Annotated[list[Path], typer.Argument(help="rosbag2 bag folders (MCAP or SQLite storage).")],
+    out: Annotated[Path, typer.Option(help="Folder for the episode_<n>.hdf5 files (then `nsm dataset convert` it).")],
+    robot: Annotated[str | None, typer.Option(help="Robot contract, for bags without robot_contract.yaml.")] = None,
+    max_skew: Annotated[float, typer.Option(help="Seconds a stream may be from a control tick; ticks beyond are left out.")] = 0.05,
+) -> None:
+    """Resample rosbag2 bags at the control rate into HDF5 episodes (nearest message per tick)."""
+    from nsm.contract import load_contract
+    from nsm.recording.bag_convert import bag_to_hdf5
+    from nsm.recording.hdf5_writer import next_episode_path
+
+    with one_line_errors():
+        contract = load_contract(robot) if robot else None
+        out.mkdir(parents=True, exist_ok=True)
+        for bag in bags:
+            result = bag_to_hdf5(bag, next_episode_path(out), contract, max_skew)
+            Console().print(f"{bag} -> {result.path}: {result.frames} frames, {result.skipped_ticks} ticks left out "
+                            f"(a stream further than {max_skew} s)")
+
+
 @dataset_app.command("recover")
 def dataset_recover(
     path: Annotated[Path, typer.Argument(help="An episode_<n>.hdf5.partial file, or a folder to recover every one in.")],
