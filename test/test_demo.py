@@ -58,6 +58,10 @@ def test_telemetry_lands_in_sqlite(demo_run):
     assert counts == {"joint_states": 60, "loop_timing": 60, "battery": 2}
     assert s.telemetry.written == 122 and s.telemetry.spooled == 0
     assert 0 < float(battery[-1]) < float(battery[0]) <= 100  # the battery drains
+    with engine.connect() as conn:
+        episode = conn.execute(text("SELECT path, frames, duration_s, policy FROM episodes")).one()
+    assert episode.path == str(s.episodes[0].resolve()) and episode.frames == 60
+    assert episode.duration_s == pytest.approx(2.0, abs=0.05) and episode.policy == "scripted-waypoint-expert"
 
 
 def run_cli(*args, cwd):

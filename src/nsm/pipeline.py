@@ -4,7 +4,9 @@ The same classes run inside the ROS nodes (camera_node, arm_driver_node, policy_
 recorder_node, db_bridge_node); here they are wired by function calls instead of topics.
 """
 import gc
+import logging
 import time
+from datetime import UTC, datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from nsm.arm.safety import SafetyFilter
 from nsm.arm.sim import SimArm
@@ -28,10 +31,12 @@ from nsm.sim.battery import SimBattery
 from nsm.sim.expert import WaypointExpert
 from nsm.sim.scene import SimScene
 from nsm.telemetry.db import connect
+from nsm.telemetry.episodes import record_episode
 from nsm.telemetry.sinks import WriterStats
 from nsm.telemetry.writer import TelemetryWriter
 
 BATTERY_EVERY_S = 1.0
+log = logging.getLogger(__name__)
 
 
 class DemoConfig(BaseModel):
@@ -153,7 +158,7 @@ class Demo:
         self.specs = [self.contract.camera(n) for n in names]
         self.out = prepare_out(cfg.out)
         self.db_url = cfg.db_url or f"sqlite:///{self.out / 'telemetry.db'}"
-        connect(self.db_url)  # reachable and migrated, or one clear error before anything moves
+        self.engine = connect(self.db_url)  # reachable and migrated, or one clear error before anything moves
         self.steps = int(round(cfg.seconds * self.contract.fps))
         if cfg.policy is None:
             self.policy = WaypointExpert(self.contract, cfg.chunk_size)
@@ -192,12 +197,19 @@ class Demo:
                 loop = ControlLoop(contract, arm, cameras, runtime, SafetyFilter(contract, arm.read().position),
                                    recorders, telemetry, battery)
                 done = episode * steps
+                started_at = datetime.now(UTC)
                 try:
                     loop.run(steps, None if on_step is None else lambda s, done=done: on_step(done + s + 1))
                 finally:
                     runtime.stop()
                     episodes.append(recorder.close(success=None))
                     bags += [r.close(success=None) for r in recorders[1:]]
+                try:
+                    record_episode(self.engine, cfg.robot_id, episodes[-1], started_at,
+                                   len(loop.periods) * contract.period, recorder.frames, None, self.policy.name,
+                                   seed=cfg.seed + episode, bag=bags[-1] if cfg.bag else "")
+                except SQLAlchemyError as exc:  # the episode's files are safe; only its index row is missing
+                    log.warning("episode %s not added to the episodes table: %s", episodes[-1], exc)
                 periods += loop.periods
                 latencies += runtime.latencies
                 chunks, empty = chunks + runtime.chunks, empty + runtime.empty_ticks
