@@ -90,3 +90,25 @@ def test_spool_is_bounded_and_drops_the_oldest_batches(tmp_path):
     kept = [json.loads(line)[2] for f in files for line in f.open()]
     assert kept == list(range(100 - len(kept), 100))  # the newest rows survive, in order
     assert "spool over 3000 bytes" in sink.stats.last_error
+
+
+def test_an_idle_writer_process_sleeps(tmp_path):
+    """Between rows the writer process waits in select(); it must not spin on a core the robot needs."""
+    import os
+    import time
+
+    def cpu_seconds(pid):
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    url = f"sqlite:///{tmp_path / 'idle.db'}"
+    connect(url)
+    writer = TelemetryWriter(url, "EP01", tmp_path / "spool", flush_interval=0.05)
+    before = cpu_seconds(writer._process.pid)
+    for i in range(40):  # a trickle of rows, then nothing
+        writer.log("battery", {"value": float(i)})
+        time.sleep(0.025)
+    time.sleep(1.0)
+    used = cpu_seconds(writer._process.pid) - before
+    assert writer.close().written == 40
+    assert used < 0.5, f"the writer process used {used:.2f} s of CPU in 2 s of near-idleness"

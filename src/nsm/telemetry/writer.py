@@ -182,13 +182,11 @@ def _writer_main(reader, stats_out, target: str, robot_id: str, spool_dir: str, 
             for line in lines:  # data_type \t seq \t unix time \t payload JSON (kept as text)
                 data_type, seq, stamp, payload = line.decode().split("\t", 3)
                 batch.append((robot_id, data_type, int(seq), payload, datetime.fromtimestamp(float(stamp), UTC)))
-        due = time.monotonic() - last_flush >= interval
-        if len(batch) >= options["batch_size"] or (due and (batch or not sink.ok)) or eof:
-            while batch or (due and not sink.ok):
+        if len(batch) >= options["batch_size"] or eof or time.monotonic() - last_flush >= interval:
+            while batch:
                 head, batch = batch[:options["batch_size"]], batch[options["batch_size"]:]
                 sink.flush(head)
-                if not head:
-                    sink.replay_spool()
-                    break
-            last_flush = time.monotonic()
+            if not sink.ok:
+                sink.replay_spool()  # retry the spool every retry interval, new rows or not
+            last_flush = time.monotonic()  # also when there was nothing to do: never spin
     stats_out.send(asdict(sink.stats))
