@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "onnx>=1.17,<2",  # torch.onnx.export needs it
     "onnxruntime>=1.20,<2",
     "h5py>=3.11,<4",
+    "opencv-python-headless>=4.9,<5",  # USB cameras and video files
     "rosbags>=0.10,<0.12",  # rosbag2 (MCAP) bags without a ROS install
     "SQLAlchemy>=2.0.30,<2.2",
     "psycopg[binary]>=3.2,<4",

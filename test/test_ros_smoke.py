@@ -155,3 +155,11 @@ def test_policy_node_runs_act_on_camera_images_and_moves_the_arm(ros_env, tmp_pa
         assert code == 0, out
     assert moved, "ACT chunks from policy_node did not move the arm"
     assert "policy act:act:onnxruntime, chunk 30" in results[-1][1]
+
+
+def test_camera_node_without_its_device_is_one_error_and_exit_2(ros_env, tmp_path):
+    proc = start("camera_node", "source:=opencv", "device:=/dev/video99", env=ros_env, cwd=tmp_path)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    errors = [line for line in out.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "cannot open device '/dev/video99' (video devices found:" in errors[0], out
