@@ -129,7 +129,9 @@ class ControlLoop:
             reading = self.arm.read()
             images = {cam.name: cam.latest().image for cam in self.cameras}
             obs = Observation(step, reading.stamp, reading.position, images)
-            command = self.safety.filter(self.runtime.act(obs))
+            command = self.safety.filter(self.runtime.act(obs), started)
+            if self.safety.torque_on != self.arm.torque_on:
+                self.arm.set_torque(self.safety.torque_on)
             self.arm.send(command)
 
             frame = EpisodeFrame(reading.position, reading.velocity, command, images, started - t0)

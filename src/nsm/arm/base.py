@@ -17,5 +17,10 @@ class Arm(Protocol):
     def read(self) -> JointReading:
         """The current joint state."""
 
+    torque_on: bool
+
     def send(self, target: np.ndarray) -> None:
         """Command joint position targets (already checked by the safety filter)."""
+
+    def set_torque(self, on: bool) -> None:
+        """Motor torque on or off (the safety watchdog's last resort)."""

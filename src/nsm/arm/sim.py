@@ -13,6 +13,7 @@ class SimArm:
 
     def __init__(self, scene: SimScene):
         self.scene = scene
+        self.torque_on = True
 
     def read(self) -> JointReading:
         position, velocity = self.scene.joint_state()
@@ -20,3 +21,7 @@ class SimArm:
 
     def send(self, target: np.ndarray) -> None:
         self.scene.step(target)
+
+    def set_torque(self, on: bool) -> None:
+        self.scene.set_torque(on)
+        self.torque_on = on

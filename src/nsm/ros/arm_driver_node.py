@@ -40,7 +40,6 @@ class ArmDriverNode(Node):
         self.queue = ActionQueue(p.merge, p.merge_coeff if p.merge_coeff >= 0 else None)
         self.safety = SafetyFilter(self.contract, self.arm.read().position)
         self.battery = SimBattery()
-        self.enabled = True
         self.rejected_chunks = 0
         self.t0 = self.now()
         self.step = 0
@@ -67,8 +66,8 @@ class ArmDriverNode(Node):
             self.queue.merge(positions, int(steps[0]), now=self.step)
 
     def on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
-        self.enabled = request.data
-        response.success, response.message = True, "enabled" if self.enabled else "disabled: holding position"
+        self.safety.enable(request.data, self.arm.read().position)
+        response.success, response.message = True, "enabled" if request.data else "disabled: holding position"
         return response
 
     def tick(self) -> None:
@@ -76,7 +75,9 @@ class ArmDriverNode(Node):
         self.step = int(round((now - self.t0) / self.contract.period))
         reading = self.arm.read()
         action = self.queue.pop(self.step)
-        command = self.safety.filter(action if self.enabled else None)
+        command = self.safety.filter(action, now)
+        if self.safety.torque_on != self.arm.torque_on:
+            self.arm.set_torque(self.safety.torque_on)
         self.arm.send(command)
         self.pub_state.publish(convert.joint_state_to_msg(self.names, now, reading.position, reading.velocity, reading.effort))
         self.pub_command.publish(convert.joint_state_to_msg(self.names, now, command))
@@ -84,7 +85,8 @@ class ArmDriverNode(Node):
             b = self.battery.update(1.0, reading.effort)
             self.pub_battery.publish(convert.battery_to_msg(b.voltage, b.current, b.percentage, now))
             self.pub_diag.publish(convert.diagnostics_msg("arm_driver_node", {
-                "enabled": self.enabled, "queued_actions": self.queue.remaining(self.step),
+                "enabled": self.safety.enabled, "torque_on": self.safety.torque_on,
+                "queued_actions": self.queue.remaining(self.step),
                 "rejected_commands": self.safety.rejected, "rejected_chunks": self.rejected_chunks}, now))
 
 

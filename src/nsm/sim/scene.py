@@ -64,6 +64,7 @@ class SimScene:
         self._qvel = np.array([self.model.joint(n).dofadr[0] for n in names])
         self._ctrl = np.array([self.model.actuator(n).id for n in names])
         self._cube_qpos = self.model.joint("block").qposadr[0]
+        self._kp = self.model.actuator_gainprm[self._ctrl, 0].copy()  # position servo gains, for torque on/off
         self.reset(seed)
 
     def reset(self, seed: int) -> None:
@@ -83,6 +84,13 @@ class SimScene:
         with self._lock:
             self.data.ctrl[self._ctrl] = target
             mujoco.mj_step(self.model, self.data, nstep=SUBSTEPS)
+
+    def set_torque(self, on: bool) -> None:
+        """Motor torque on (position servos track their targets) or off (joints go limp)."""
+        with self._lock:
+            gain = self._kp if on else 0.0
+            self.model.actuator_gainprm[self._ctrl, 0] = gain
+            self.model.actuator_biasprm[self._ctrl, 1] = -gain
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
