@@ -2,8 +2,6 @@
 neither stops nor slows the control loop — its rows are spooled and written later, once."""
 import json
 import threading
-from datetime import UTC, datetime
-import time
 
 import pytest
 from sqlalchemy import text
