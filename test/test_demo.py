@@ -34,7 +34,8 @@ def test_episode_file_has_the_aloha_layout(demo_run, contract):
             assert images[-1].std() > 5  # a rendered scene, not a blank frame
         assert list(f.attrs["joint_names"]) == contract.joint_names
         assert f.attrs["fps"] == 30 and f.attrs["sim"] and f.attrs["robot"] == "so101"
-        assert f.attrs["policy"] == "scripted-waypoint-expert"
+        assert f.attrs["policy"] == "scripted-pick-place-expert"
+        assert not f.attrs["success"]  # 2 s is too short to carry the cube to the goal
         assert np.all(np.diff(f["timestamp"][:]) > 0)
         qpos, action = f["observations/qpos"][:], f["action"][:]
     # the arm followed the policy: it moved, and stayed within the contract's limits
@@ -59,9 +60,10 @@ def test_telemetry_lands_in_sqlite(demo_run):
     assert s.telemetry.written == 122 and s.telemetry.spooled == 0
     assert 0 < float(battery[-1]) < float(battery[0]) <= 100  # the battery drains
     with engine.connect() as conn:
-        episode = conn.execute(text("SELECT path, frames, duration_s, policy FROM episodes")).one()
+        episode = conn.execute(text("SELECT path, frames, duration_s, policy, success FROM episodes")).one()
     assert episode.path == str(s.episodes[0].resolve()) and episode.frames == 60
-    assert episode.duration_s == pytest.approx(2.0, abs=0.05) and episode.policy == "scripted-waypoint-expert"
+    assert episode.duration_s == pytest.approx(2.0, abs=0.05) and episode.policy == "scripted-pick-place-expert"
+    assert episode.success == 0 and s.successes == [False]  # SQLite stores booleans as 0/1
 
 
 def run_cli(*args, cwd):

@@ -17,6 +17,9 @@ class SlowPolicy:
         self.calls = 0
         self.release = threading.Event()
 
+    def reset(self):
+        self.calls = 0
+
     def predict_chunk(self, obs):
         self.calls += 1
         self.release.wait(self.delay)
@@ -79,6 +82,7 @@ class DelayedExpert:
 
         self.expert = WaypointExpert(contract, chunk_size=30)
         self.name, self.chunk_size, self.delay = "delayed", 30, delay
+        self.reset = self.expert.reset
 
     def predict_chunk(self, obs):
         time.sleep(self.delay)

@@ -74,8 +74,9 @@ def demo(
 ) -> None:
     """Run the simulated SO-101 end to end, headless, and print a summary.
 
-    The policy is a scripted joint-space waypoint expert unless `--policy` names a LeRobot
-    policy folder; either drives the arm through the same async chunk runtime, safety
+    The task: pick up the cube (placed by seed) and put it on the green goal. The policy is
+    the scripted pick-and-place expert (ground-truth cube pose + inverse kinematics) unless
+    `--policy` names a LeRobot policy folder; either drives the arm through the same async chunk runtime, safety
     filter, recorder and telemetry writer the ROS nodes use. The control loop runs at the
     contract's rate (30 Hz); cameras render and the recorder writes on their own threads,
     telemetry goes to the database from a separate process.
@@ -248,6 +249,45 @@ def serve(
     uvicorn.run(create_app(db_url, token, spool), host=host, port=port, log_level="warning")
 
 
+sim_app = typer.Typer(help="The simulated SO-101 pick-and-place scene: expert demonstrations.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+
+
+@sim_app.command("collect")
+def sim_collect(
+    episodes: Annotated[int, typer.Option(help="Episodes to record (10 s each, seeds seed..seed+N-1).", min=1)] = 50,
+    out: Annotated[Path, typer.Option(help="New folder: episodes/ (HDF5 + telemetry.db) and lerobot/ (the dataset).")] = Path("runs/collect"),
+    seed: Annotated[int, typer.Option(help="Seed of the first episode's cube placement.")] = 0,
+    camera: Annotated[list[str] | None, typer.Option(help="Camera to record (repeat). Default: every camera of the robot contract.")] = None,
+    repo_id: Annotated[str, typer.Option(help="Name the LeRobotDataset is known by (nothing is uploaded).")] = "local/nsm_sim_pick_place",
+    videos: Annotated[bool, typer.Option(help="Store cameras as MP4 video (LeRobot's default) instead of PNG frames.")] = True,
+) -> None:
+    """Record scripted expert demonstrations in simulation and convert them for training.
+
+    The pick-and-place expert drives the simulated SO-101 through the same runtime, safety
+    filter, cameras and recorder as a learned policy, in real time. Every episode is kept
+    as HDF5 in OUT/episodes; the successful ones become the LeRobotDataset in OUT/lerobot
+    (`LeRobotDataset(repo_id, root=OUT/lerobot)`), ready for `nsm train` or LeRobot's scripts.
+    """
+    from nsm.sim.collect import Collector
+
+    with one_line_errors():
+        collector = Collector(episodes, out, seed, cameras=camera or None, repo_id=repo_id, videos=videos)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=console, transient=True) as progress:
+            steps = progress.add_task("record", total=collector.total_steps)
+            frames = progress.add_task("convert", total=None, visible=False)
+
+            def on_frame() -> None:
+                progress.update(frames, visible=True)
+                progress.advance(frames)
+
+            result = collector.run(lambda n: progress.update(steps, completed=n), on_frame)
+    _print_summary(result.summary)
+    Console().print(f"LeRobotDataset {repo_id}: {len(result.kept)} successful episodes of "
+                    f"{len(result.summary.episodes)} in {result.dataset}")
+
+
 dataset_app = typer.Typer(help="Recorded episodes: inspect them, recover the one a crash left behind.",
                           no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
@@ -358,7 +398,8 @@ def _print_summary(s) -> None:
     table = Table(title="nsm demo", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("episodes", str(len(s.episodes)))
+    done = [ok for ok in s.successes if ok is not None]
+    table.add_row("episodes", f"{len(s.episodes)}, task succeeded in {sum(done)}/{len(done)}")
     table.add_row("frames recorded", f"{s.frames} (dropped {s.dropped_frames})")
     table.add_row("control period", f"p50 {s.percentile(50):.2f} ms, p99 {s.percentile(99):.2f} ms, max {s.period_ms.max():.2f} ms")
     table.add_row("camera fps (rendered)", ", ".join(f"{k} {v:.1f}" for k, v in s.camera_fps.items()))

@@ -28,7 +28,7 @@ from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
 from nsm.recording.hdf5_writer import Hdf5EpisodeWriter, next_episode_path
 from nsm.recording.mcap_writer import McapEpisodeWriter
 from nsm.sim.battery import SimBattery
-from nsm.sim.expert import WaypointExpert
+from nsm.sim.expert import PickPlaceExpert
 from nsm.sim.scene import SimScene
 from nsm.telemetry.db import connect
 from nsm.telemetry.episodes import record_episode
@@ -56,7 +56,7 @@ class DemoConfig(BaseModel):
     threshold: float = Field(0.5, gt=0, le=1)
     merge: str = Field("replace", pattern="^(replace|ensemble|blend)$")
     merge_coeff: float | None = None
-    policy: Path | None = Field(None, description="LeRobot policy folder; None = the scripted expert")
+    policy: Path | None = Field(None, description="LeRobot policy folder; None = the scripted pick-place expert")
     backend: str = "onnxruntime"
     bag: bool = Field(False, description="also record each episode as a rosbag2 MCAP bag")
 
@@ -75,6 +75,7 @@ class DemoSummary:
     telemetry: WriterStats
     db_url: str
     bags: list[Path] = field(default_factory=list)
+    successes: list[bool] = field(default_factory=list)  # the task check, per episode
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.period_ms, q)) if len(self.period_ms) else float("nan")
@@ -162,8 +163,9 @@ class Demo:
         self.db_url = cfg.db_url or f"sqlite:///{self.out / 'telemetry.db'}"
         self.engine = connect(self.db_url)  # reachable and migrated, or one clear error before anything moves
         self.steps = int(round(cfg.seconds * self.contract.fps))
+        self.scene = SimScene(self.contract, cfg.seed)
         if cfg.policy is None:
-            self.policy = WaypointExpert(self.contract, cfg.chunk_size)
+            self.policy = PickPlaceExpert(self.contract, self.scene, cfg.chunk_size)
         else:
             from nsm.policy.lerobot_policy import LeRobotChunkPolicy
 
@@ -177,10 +179,10 @@ class Demo:
         """Run every episode; `on_step(n)` gets the number of control steps done so far."""
         cfg, contract, steps = self.cfg, self.contract, self.steps
         telemetry = TelemetryWriter(self.db_url, cfg.robot_id, self.out / "telemetry-spool")
-        scene = SimScene(contract, cfg.seed)
+        scene = self.scene
         arm = SimArm(scene)
         cameras: list[Camera] = []
-        episodes, bags, periods, latencies = [], [], [], []
+        episodes, bags, periods, latencies, successes = [], [], [], [], []
         chunks = empty = dropped = rejected = frames = 0
         try:
             for spec in self.specs:
@@ -200,15 +202,18 @@ class Demo:
                                    recorders, telemetry, battery)
                 done = episode * steps
                 started_at = datetime.now(UTC)
+                success = None
                 try:
                     loop.run(steps, None if on_step is None else lambda s, done=done: on_step(done + s + 1))
+                    success = scene.success()
                 finally:
                     runtime.stop()
-                    episodes.append(recorder.close(success=None))
-                    bags += [r.close(success=None) for r in recorders[1:]]
+                    episodes.append(recorder.close(success=success))
+                    bags += [r.close(success=success) for r in recorders[1:]]
+                successes.append(success)
                 try:
                     record_episode(self.engine, cfg.robot_id, episodes[-1], started_at,
-                                   len(loop.periods) * contract.period, recorder.frames, None, self.policy.name,
+                                   len(loop.periods) * contract.period, recorder.frames, success, self.policy.name,
                                    seed=cfg.seed + episode, bag=bags[-1] if cfg.bag else "")
                 except SQLAlchemyError as exc:  # the episode's files are safe; only its index row is missing
                     log.warning("episode %s not added to the episodes table: %s", episodes[-1], exc)
@@ -224,4 +229,4 @@ class Demo:
             stats = telemetry.close()
         shown = make_url(self.db_url).render_as_string(hide_password=True)
         return DemoSummary(episodes, frames, 1e3 * np.array(periods), camera_fps, 1e3 * np.array(latencies),
-                           chunks, empty, dropped, rejected, stats, shown, bags)
+                           chunks, empty, dropped, rejected, stats, shown, bags, successes)

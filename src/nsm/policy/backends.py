@@ -28,6 +28,9 @@ class Backend(Protocol):
     def run(self, batch: dict):
         """Normalized batch (LeRobot keys) -> normalized actions, torch tensor (1, chunk, n)."""
 
+    def reset(self) -> None:
+        """Forget past observations (a new episode starts)."""
+
 
 class TorchBackend:
     """LeRobot's `predict_action_chunk`. Policies that look at several past observations
@@ -44,6 +47,9 @@ class TorchBackend:
         self.policy = policy
         self.keys = list(policy.config.input_features)
         self.history = collections.deque(maxlen=policy.config.n_obs_steps)
+
+    def reset(self) -> None:
+        self.history.clear()
 
     def run(self, batch: dict):
         import torch
@@ -76,6 +82,9 @@ class OnnxRuntimeBackend:
         providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         self.session = ort.InferenceSession(str(checked_onnx(policy_dir)), options, providers=providers)
         self.inputs = input_names(policy_dir)
+
+    def reset(self) -> None:
+        """Nothing to forget: the exported graph sees one observation per call."""
 
     def run(self, batch: dict):
         import torch
@@ -142,6 +151,9 @@ class TensorRTBackend:
         self.inputs = input_names(policy_dir)
         f = policy_dir.features
         self.output = torch.empty((1, f.chunk_size, f.action_dim), dtype=torch.float32, device="cuda")
+
+    def reset(self) -> None:
+        """Nothing to forget: the exported graph sees one observation per call."""
 
     def run(self, batch: dict):
         import torch

@@ -19,5 +19,8 @@ class ChunkPolicy(Protocol):
     name: str
     chunk_size: int
 
+    def reset(self) -> None:
+        """Forget the previous episode (observation history, a plan); called as each episode starts."""
+
     def predict_chunk(self, obs: Observation) -> np.ndarray:
         """(chunk_size, n_joints) joint position targets."""

@@ -47,6 +47,9 @@ class LeRobotChunkPolicy:
             frame[f"{IMAGE_PREFIX}{name}"] = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
         return self.pre(frame)
 
+    def reset(self) -> None:
+        self.backend.reset()
+
     def predict_chunk(self, obs: Observation) -> np.ndarray:
         actions = self.post(self.backend.run(self.batch(obs)))
         return actions[0].numpy().astype(np.float64)

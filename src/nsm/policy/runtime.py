@@ -49,6 +49,8 @@ class AsyncChunkRuntime:
         self._thread = threading.Thread(target=self._work, name="policy-worker", daemon=True)
 
     def start(self) -> "AsyncChunkRuntime":
+        """Start the worker for a new episode (the policy forgets the last one first)."""
+        self.policy.reset()
         self._thread.start()
         return self
 

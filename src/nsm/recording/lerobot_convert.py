@@ -6,6 +6,7 @@ scripts: `observation.state` = qpos, `action` = the command sent, one
 Every episode must come from the same robot contract (joints, cameras, image sizes, fps):
 a mismatch is an error before anything is written.
 """
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,11 +23,21 @@ def _layout(path: Path) -> dict:
                 "cameras": {cam: tuple(f[f"observations/images/{cam}"].shape[1:]) for cam in f["observations/images"]}}
 
 
+def _quiet_encoders() -> None:
+    """Our progress bar is the one to watch: silence the SVT-AV1 banner (inherited by LeRobot's
+    encoder processes) and the datasets library's own bars; errors still print."""
+    import datasets
+
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only
+    datasets.disable_progress_bars()
+
+
 def hdf5_to_lerobot(episodes: list[Path], root: Path, repo_id: str, task: str, use_videos: bool = True,
                     on_frame: Callable[[], None] | None = None) -> Path:
     """Convert `episodes` (episode_<n>.hdf5 files) into a new LeRobotDataset at `root`."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+    _quiet_encoders()
     if not episodes:
         raise NsmError("no episode_<n>.hdf5 files to convert")
     if root.exists():
