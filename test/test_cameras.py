@@ -44,3 +44,41 @@ def test_missing_video_and_device_are_one_clear_error(tmp_path):
         VideoFileCamera(SPEC, tmp_path / "bad.avi").start()
     with pytest.raises(NsmError, match=r"cannot open device '/dev/video99' \(video devices found: "):
         OpenCVCamera(SPEC, "/dev/video99").start(timeout=10)
+
+
+class SlowCamera(VideoFileCamera):
+    """A source that needs two periods per frame."""
+
+    def _capture(self):
+        time.sleep(2 / self.fps)
+        return super()._capture()
+
+
+def test_a_slow_source_counts_its_dropped_frames(tmp_path):
+    camera = SlowCamera(SPEC, make_video(tmp_path / "clip.avi")).start()
+    try:
+        time.sleep(1.0)
+    finally:
+        camera.stop()
+    assert 10 <= camera.frames <= 17  # about half of the 30 slots
+    assert camera.dropped == pytest.approx(30 - camera.frames, abs=4)
+
+
+def test_sim_cameras_render_the_scene_in_a_process_of_their_own_like_on_a_thread(contract):
+    from nsm.camera.sim import ProcessSimCamera, SimCamera
+    from nsm.sim.scene import SimScene
+
+    scene = SimScene(contract, 5)
+    for spec in contract.cameras:
+        images = []
+        for kind in (SimCamera, ProcessSimCamera):
+            camera = kind(scene, spec).start()
+            try:
+                images.append(camera.latest().image)
+            finally:
+                camera.stop()
+            assert camera.frames >= 1
+        threaded, separate = images
+        assert separate.shape == (spec.height, spec.width, 3) and separate.dtype == np.uint8
+        assert separate.std() > 5 and np.array_equal(threaded, separate)  # the same scene, pixel for pixel
+        assert not camera._process.is_alive()  # the render process ends with the camera

@@ -1,6 +1,7 @@
 """The repository root is a colcon workspace with the ament_python package `nsm`:
 `colcon build` (colcon from pip, no ROS install) installs the nodes where `ros2 run`
 looks and launch/ + config/ under share/nsm."""
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,9 @@ def test_colcon_build_in_a_copy_installs_nodes_launch_and_config(tmp_path):
     assert (share / "config" / "robots" / "so101.yaml").is_file()
     assert (share / "config" / "db_bridge.yaml").is_file()
     assert (share / "package.xml").is_file()
+    urdf = (share / "urdf" / "so101.urdf").read_text()  # for robot_state_publisher and RViz
+    meshes = re.findall(r'filename="package://nsm/meshes/([^"]+)"', urdf)
+    assert len(meshes) > 10 and all((share / "meshes" / m).is_file() for m in meshes)
     assert (ws / "install" / "nsm" / "share" / "ament_index" / "resource_index" / "packages" / "nsm").is_file()
     for exe in ("camera_node", "arm_driver_node", "policy_node", "recorder_node", "db_bridge_node"):
         script = ws / "install" / "nsm" / "lib" / "nsm" / exe

@@ -74,7 +74,7 @@ def test_unknown_backend_is_one_error_and_exit_2(ros_env, tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2
     errors = [line for line in out.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and "unknown backend 'bogus'; use one of sim" in errors[0], out
+    assert len(errors) == 1 and "unknown backend 'bogus'; use one of sim, so101" in errors[0], out
 
 
 def call_trigger(node, executor, service, timeout=30.0):

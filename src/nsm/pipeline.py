@@ -5,7 +5,10 @@ recorder_node, db_bridge_node); here they are wired by function calls instead of
 """
 import gc
 import logging
+import os
+import sys
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from nsm.arm.safety import SafetyFilter
 from nsm.arm.sim import SimArm
 from nsm.camera.base import Camera
-from nsm.camera.sim import SimCamera
+from nsm.camera.sim import ProcessSimCamera, SimCamera
 from nsm.contract import RobotContract, load_contract
 from nsm.errors import NsmError
 from nsm.policy.base import Observation
@@ -36,7 +39,30 @@ from nsm.telemetry.sinks import WriterStats
 from nsm.telemetry.writer import TelemetryWriter
 
 BATTERY_EVERY_S = 1.0
+SWITCH_INTERVAL_S = 0.0005  # Python's default 5 ms lets a busy thread hold the GIL past a tick's start
+RT_PRIORITY = 10  # SCHED_FIFO priority of the loop thread, where the OS allows it
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def realtime_loop_thread():
+    """While the loop runs: other threads hand over the GIL within 0.5 ms, and this thread
+    preempts ordinary work (renderers, encoders) when it wakes, if it may (root or rtprio in
+    limits.conf; otherwise only the GIL part applies). Restored afterwards, so the converters
+    and encoders that follow a run do not keep real-time priority."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    policy = os.sched_getscheduler(0)
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+    except PermissionError:
+        log.info("no real-time priority for the control loop (needs rtprio); the GIL interval still applies")
+    try:
+        yield
+    finally:
+        if os.sched_getscheduler(0) != policy:
+            os.sched_setscheduler(0, policy, os.sched_param(0))
+        sys.setswitchinterval(interval)
 
 
 class DemoConfig(BaseModel):
@@ -59,6 +85,8 @@ class DemoConfig(BaseModel):
     policy: Path | None = Field(None, description="LeRobot policy folder; None = the scripted pick-place expert")
     backend: str = "onnxruntime"
     bag: bool = Field(False, description="also record each episode as a rosbag2 MCAP bag")
+    render: str = Field("process", pattern="^(process|thread)$",
+                        description="sim cameras render in their own processes, or on threads of this one")
 
 
 @dataclass
@@ -67,6 +95,7 @@ class DemoSummary:
     frames: int
     period_ms: np.ndarray  # every control period measured, ms
     camera_fps: dict[str, float]
+    camera_dropped: dict[str, int]  # capture slots each camera missed at its fps
     inference_ms: np.ndarray
     chunks: int
     empty_ticks: int
@@ -112,10 +141,14 @@ class ControlLoop:
     periods: list[float] = field(default_factory=list)
 
     def run(self, steps: int, on_step: Callable[[int], None] | None = None) -> None:
+        gc.freeze()  # everything built during setup is never scanned again: shorter GC pauses in the loop
+        with realtime_loop_thread():
+            self._run(steps, on_step)
+
+    def _run(self, steps: int, on_step: Callable[[int], None] | None) -> None:
         period = self.contract.period
         names = self.contract.joint_names
         battery_every = max(1, int(round(BATTERY_EVERY_S * self.contract.fps)))
-        gc.freeze()  # everything built during setup is never scanned again: shorter GC pauses in the loop
         t0 = time.monotonic()
         previous = None
         for step in range(steps):
@@ -185,8 +218,9 @@ class Demo:
         episodes, bags, periods, latencies, successes = [], [], [], [], []
         chunks = empty = dropped = rejected = frames = 0
         try:
+            camera_class = ProcessSimCamera if cfg.render == "process" else SimCamera
             for spec in self.specs:
-                cameras.append(SimCamera(scene, spec).start())
+                cameras.append(camera_class(scene, spec).start())
             battery = SimBattery()
             for episode in range(cfg.episodes):
                 scene.reset(cfg.seed + episode)
@@ -223,10 +257,11 @@ class Demo:
                 dropped, rejected = dropped + recorder.dropped, rejected + loop.safety.rejected
                 frames += recorder.frames
             camera_fps = {cam.name: cam.measured_fps for cam in cameras}
+            camera_dropped = {cam.name: cam.dropped for cam in cameras}
         finally:
             for cam in cameras:
                 cam.stop()
             stats = telemetry.close()
         shown = make_url(self.db_url).render_as_string(hide_password=True)
-        return DemoSummary(episodes, frames, 1e3 * np.array(periods), camera_fps, 1e3 * np.array(latencies),
+        return DemoSummary(episodes, frames, 1e3 * np.array(periods), camera_fps, camera_dropped, 1e3 * np.array(latencies),
                            chunks, empty, dropped, rejected, stats, shown, bags, successes)

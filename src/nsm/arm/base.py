@@ -1,4 +1,4 @@
-"""The arm interface every backend implements (sim now, the Feetech bus later)."""
+"""The arm interface every backend implements: sim (MuJoCo) and so101 (LeRobot's Feetech driver)."""
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,3 +24,6 @@ class Arm(Protocol):
 
     def set_torque(self, on: bool) -> None:
         """Motor torque on or off (the safety watchdog's last resort)."""
+
+    def close(self) -> None:
+        """Release the hardware (the driver node calls it on shutdown)."""

@@ -25,3 +25,6 @@ class SimArm:
     def set_torque(self, on: bool) -> None:
         self.scene.set_torque(on)
         self.torque_on = on
+
+    def close(self) -> None:
+        """Nothing to release: the scene belongs to whoever built it."""

@@ -34,6 +34,7 @@ class Camera:
         self._thread = threading.Thread(target=self._run, name=f"camera-{name}", daemon=True)
         self.frames = 0
         self._started_at = 0.0
+        self._stopped_at: float | None = None
 
     def _open(self) -> None:
         pass
@@ -59,10 +60,24 @@ class Camera:
     @property
     def measured_fps(self) -> float:
         """Frames actually captured per second since the first frame."""
-        elapsed = time.monotonic() - self._started_at
+        elapsed = self._elapsed()
         return (self.frames - 1) / elapsed if self.frames > 1 and elapsed > 0 else 0.0
 
+    @property
+    def dropped(self) -> int:
+        """Capture slots at `fps` since the first frame that produced no frame (the source was slow)."""
+        if self.frames == 0:
+            return 0
+        expected = int(self._elapsed() * self.fps) + 1
+        return max(0, expected - self.frames)
+
+    def _elapsed(self) -> float:
+        """Seconds from the first frame to now, or to stop()."""
+        return (self._stopped_at or time.monotonic()) - self._started_at
+
     def stop(self) -> None:
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)

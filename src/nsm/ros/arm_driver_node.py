@@ -6,6 +6,8 @@ safety filter (nothing queued, or disabled: hold) and publishes `joint_states`,
 `joint_commands` (what was actually sent) and, once a second, `battery`.
 Service `arm_driver/enable` (std_srvs/SetBool).
 """
+from pathlib import Path
+
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
@@ -23,20 +25,26 @@ from nsm.ros.node_main import COMMANDS_QOS, declare, main_for
 from nsm.sim.battery import SimBattery
 from nsm.sim.scene import SimScene
 
-BACKENDS = ("sim",)
+BACKENDS = ("sim", "so101")
 
 
 class ArmDriverNode(Node):
     def __init__(self):
         super().__init__("arm_driver_node")
-        p = declare(self, robot="so101", backend="sim", seed=0, merge="replace", merge_coeff=-1.0)
+        p = declare(self, robot="so101", backend="sim", seed=0, port="/dev/ttyACM0", calibration="",
+                    merge="replace", merge_coeff=-1.0)
         if p.backend not in BACKENDS:
             raise NsmError(f"arm_driver_node: unknown backend '{p.backend}'; use one of {', '.join(BACKENDS)}")
-        self.contract = load_contract(p.robot)
-        self.names = self.contract.joint_names
-        self.arm = SimArm(SimScene(self.contract, p.seed))
         if p.merge not in MERGE_MODES:
             raise NsmError(f"arm_driver_node: unknown merge '{p.merge}'; use one of {', '.join(MERGE_MODES)}")
+        self.contract = load_contract(p.robot)
+        self.names = self.contract.joint_names
+        if p.backend == "sim":
+            self.arm = SimArm(SimScene(self.contract, p.seed))
+        else:  # every input checked above: the arm is only addressed once the node can run
+            from nsm.arm.so101 import So101Arm
+
+            self.arm = So101Arm(self.contract, p.port, Path(p.calibration))
         self.queue = ActionQueue(p.merge, p.merge_coeff if p.merge_coeff >= 0 else None)
         self.safety = SafetyFilter(self.contract, self.arm.read().position)
         self.battery = SimBattery()
@@ -88,6 +96,11 @@ class ArmDriverNode(Node):
                 "enabled": self.safety.enabled, "torque_on": self.safety.torque_on,
                 "queued_actions": self.queue.remaining(self.step),
                 "rejected_commands": self.safety.rejected, "rejected_chunks": self.rejected_chunks}, now))
+
+
+    def destroy_node(self) -> None:
+        self.arm.close()
+        super().destroy_node()
 
 
 main = main_for(ArmDriverNode)

@@ -14,6 +14,7 @@ import numpy as np
 
 from nsm.contract import RobotContract
 from nsm.errors import NsmError
+from nsm.paths import share_file
 from nsm.sim.meshes import lighten_visual_meshes
 
 SUBSTEPS = 20  # physics steps per control period: 30 Hz -> 1/600 s, an exact division
@@ -51,9 +52,14 @@ def scene_xml() -> Path:
 
 
 def urdf_xml() -> str:
-    """The SO-101 URDF for robot_state_publisher and RViz, mesh paths made absolute."""
-    folder = assets_dir()
-    return (folder / "so101_new_calib.urdf").read_text().replace('filename="assets/', f'filename="file://{folder}/assets/')
+    """The SO-101 URDF for robot_state_publisher and RViz: the one installed in share/nsm/urdf
+    (meshes at package://nsm/meshes/, what RViz on another machine resolves), or else the
+    pip package's with absolute file:// mesh paths (a source checkout)."""
+    try:
+        return share_file("urdf/so101.urdf").read_text()
+    except NsmError:
+        folder = assets_dir()
+        return (folder / "so101_new_calib.urdf").read_text().replace('filename="assets/', f'filename="file://{folder}/assets/')
 
 
 def build_model(contract: RobotContract, light_meshes: bool = True) -> mujoco.MjModel:
@@ -147,10 +153,14 @@ class SimScene:
         with self._lock:
             return self.data.actuator_force[self._ctrl].copy()
 
+    def qpos(self) -> np.ndarray:
+        """All generalized positions (arm and cube): what a renderer needs."""
+        with self._lock:
+            return self.data.qpos.copy()
+
     def snapshot(self, into: mujoco.MjData) -> None:
         """Copy the generalized positions into `into` and update its kinematics for rendering."""
-        with self._lock:
-            into.qpos[:] = self.data.qpos
+        into.qpos[:] = self.qpos()
         mujoco.mj_kinematics(self.model, into)
         mujoco.mj_camlight(self.model, into)
 

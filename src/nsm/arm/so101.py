@@ -1,0 +1,97 @@
+"""The real SO-101 follower arm, through LeRobot's own driver (SOFollower on the Feetech bus).
+
+LeRobot speaks degrees for the five arm joints (0 = the middle of the calibrated range,
+the "new calibration" the SO-101 MJCF also uses) and 0..100 for the gripper (its calibrated
+range). nsm speaks the robot contract's radians everywhere, so this is the one place the
+units change: arm joints deg <-> rad, the gripper 0..100 <-> the contract's gripper range.
+
+Nothing here prompts: the calibration file must exist (LeRobot's `lerobot-calibrate` writes
+it), a missing port or file is one error naming the fix, before any motor is addressed.
+"""
+import glob
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nsm.arm.base import JointReading
+from nsm.contract import RobotContract
+from nsm.errors import NsmError
+
+LEROBOT_JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+LOAD_FULL_SCALE = 1000.0  # Present_Load is in 0.1 % of the stall torque
+
+
+def serial_ports() -> list[str]:
+    return sorted(glob.glob("/dev/ttyACM*") + glob.glob("/dev/ttyUSB*") + glob.glob("/dev/serial/by-id/*"))
+
+
+class So101Arm:
+    """`Arm` for a real SO-101 follower. `calibration` is LeRobot's `<id>.json` for this arm."""
+
+    def __init__(self, contract: RobotContract, port: str, calibration: Path):
+        if contract.joint_names != LEROBOT_JOINTS:
+            raise NsmError(f"robot {contract.robot} has joints {contract.joint_names}; the so101 backend drives "
+                           f"{LEROBOT_JOINTS}")
+        if not Path(port).exists():
+            found = ", ".join(serial_ports()) or "none"
+            raise NsmError(f"serial port {port} does not exist (serial ports found: {found}); "
+                           "pass the arm's port, e.g. /dev/ttyACM0 (`lerobot-find-port` tells which)")
+        calibration = Path(calibration)
+        if not calibration.is_file():
+            raise NsmError(f"calibration file {calibration} is missing; calibrate the arm once with "
+                           f"`lerobot-calibrate --robot.type=so101_follower --robot.port={port} "
+                           f"--robot.id={calibration.stem}` and pass the JSON it writes")
+        from lerobot.robots.so_follower import SOFollower, SOFollowerRobotConfig
+
+        self.contract = contract
+        self.robot = SOFollower(SOFollowerRobotConfig(port=port, id=calibration.stem,
+                                                      calibration_dir=calibration.parent, use_degrees=True))
+        try:
+            self.robot.connect(calibrate=False)  # handshake (every motor answers), PID and limits configured
+        except (ConnectionError, RuntimeError) as exc:
+            raise NsmError(f"SO-101 on {port}: {exc}") from None
+        self.bus = self.robot.bus
+        if not self.bus.is_calibrated:  # the motors hold another calibration: write this arm's file
+            self.bus.write_calibration(self.robot.calibration)
+        self._gripper_range = (contract.joints[-1].lower, contract.joints[-1].upper)
+        self._last: tuple[np.ndarray, float] | None = None
+        self.torque_on = True
+
+    def _to_contract(self, values: dict[str, float]) -> np.ndarray:
+        position = np.radians([values[name] for name in LEROBOT_JOINTS[:-1]])
+        lo, hi = self._gripper_range
+        return np.append(position, lo + values["gripper"] / 100.0 * (hi - lo))
+
+    def _to_lerobot(self, target: np.ndarray) -> dict[str, float]:
+        lo, hi = self._gripper_range
+        values = dict(zip(LEROBOT_JOINTS[:-1], np.degrees(target[:-1]).tolist(), strict=True))
+        values["gripper"] = float(100.0 * (target[-1] - lo) / (hi - lo))
+        return values
+
+    def read(self) -> JointReading:
+        """Positions (one sync read), velocity from the last reading, effort as a fraction of stall torque."""
+        position = self._to_contract(self.bus.sync_read("Present_Position"))
+        load = self.bus.sync_read("Present_Load", normalize=False)
+        stamp = time.monotonic()
+        velocity = np.zeros_like(position)
+        if self._last is not None and stamp > self._last[1]:
+            velocity = (position - self._last[0]) / (stamp - self._last[1])
+        self._last = (position, stamp)
+        effort = np.array([load[name] for name in LEROBOT_JOINTS]) / LOAD_FULL_SCALE
+        return JointReading(position, velocity, effort, stamp)
+
+    def send(self, target: np.ndarray) -> None:
+        self.bus.sync_write("Goal_Position", self._to_lerobot(np.asarray(target, dtype=float)))
+
+    def set_torque(self, on: bool) -> None:
+        if on:
+            self.bus.enable_torque()
+        else:
+            self.bus.disable_torque()
+        self.torque_on = on
+
+    def close(self) -> None:
+        """Disconnect; LeRobot turns the torque off on the way (the arm goes limp)."""
+        if self.robot.is_connected:
+            self.robot.disconnect()

@@ -1,0 +1,137 @@
+"""The real SO-101 driver path (LeRobot SOFollower -> Feetech SDK -> pyserial) against a
+simulated servo chain on a pseudo-terminal."""
+import json
+import time
+
+import numpy as np
+import pytest
+
+from feetech_chain import ADDR, FeetechChain
+from nsm.arm.safety import SafetyFilter
+from nsm.arm.so101 import LEROBOT_JOINTS, So101Arm
+from nsm.errors import NsmError
+
+RANGES = {name: (1024, 3072) for name in LEROBOT_JOINTS[:-1]} | {"gripper": (2000, 3000)}
+
+
+@pytest.fixture
+def calibration(tmp_path):
+    path = tmp_path / "my_follower.json"
+    path.write_text(json.dumps({name: {"id": i + 1, "drive_mode": 0, "homing_offset": 0, "range_min": lo,
+                                       "range_max": hi} for i, (name, (lo, hi)) in enumerate(RANGES.items())}))
+    return path
+
+
+def ticks(name, value_rad, contract):
+    """What the servo should be told for a contract value (LeRobot: degrees about mid-range; 0..100 gripper)."""
+    lo, hi = RANGES[name]
+    if name == "gripper":
+        g = contract.joints[-1]
+        return lo + (value_rad - g.lower) / (g.upper - g.lower) * (hi - lo)
+    return (lo + hi) / 2 + np.degrees(value_rad) * 4095 / 360
+
+
+def wait_until(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_reads_and_commands_go_over_the_feetech_protocol(contract, calibration):
+    with FeetechChain(position=2048) as chain:
+        arm = So101Arm(contract, chain.port, calibration)
+        try:
+            servos = [chain.servos[i] for i in range(1, 7)]
+            # connect wrote this arm's calibration and LeRobot's configuration, and left torque on
+            assert all(s._get(ADDR["min"]) == RANGES[n][0] and s._get(ADDR["max"]) == RANGES[n][1]
+                       for n, s in zip(LEROBOT_JOINTS, servos))
+            assert all(s.torque for s in servos)
+            reading = arm.read()
+            assert reading.position.shape == (6,) and np.all(np.abs(reading.position[:5]) < 0.01)
+            target = np.array([0.3, -0.4, 0.5, 0.2, -0.6, 1.0])
+            arm.send(target)  # a sync write: no reply, so wait for the chain to have taken it
+            expected = [ticks(name, value, contract) for name, value in zip(LEROBOT_JOINTS, target)]
+            wait_until(lambda: np.allclose([s.goal for s in servos], expected, atol=1))
+            wait_until(lambda: np.allclose(arm.read().position, target, atol=0.01))  # the servos got there
+            assert np.all(np.abs(arm.read().velocity) < 1.0)
+            arm.set_torque(False)
+            assert not any(s.torque for s in servos) and not arm.torque_on
+            arm.set_torque(True)
+            assert all(s.torque for s in servos)
+        finally:
+            arm.close()
+        assert not any(s.torque for s in servos)  # disconnect leaves the arm limp, as LeRobot does
+        assert chain.packets > 50
+
+
+def test_the_safety_filter_limits_what_reaches_the_servos(contract, calibration):
+    with FeetechChain() as chain:
+        arm = So101Arm(contract, chain.port, calibration)
+        try:
+            start = arm.read().position
+            safety = SafetyFilter(contract, start)
+            arm.send(safety.filter(np.full(6, 10.0), 0.0))  # far outside every limit
+            wait_until(lambda: chain.servos[6].goal != 2048)
+            sent = np.array([chain.servos[i + 1].goal for i in range(6)])
+            allowed = np.array([ticks(n, v, contract) for n, v in zip(LEROBOT_JOINTS, start + contract.max_step)])
+            assert np.all(sent <= allowed + 1)  # one control step's worth, no more
+        finally:
+            arm.close()
+
+
+def test_a_missing_port_names_the_ports_found(contract, calibration):
+    with pytest.raises(NsmError, match=r"serial port /dev/ttyNSM0 does not exist \(serial ports found: .*\)"):
+        So101Arm(contract, "/dev/ttyNSM0", calibration)
+
+
+def test_a_missing_calibration_file_names_lerobot_calibrate(contract, tmp_path):
+    with FeetechChain() as chain:
+        with pytest.raises(NsmError, match="lerobot-calibrate --robot.type=so101_follower"):
+            So101Arm(contract, chain.port, tmp_path / "nope.json")
+        assert chain.packets == 0  # refused before a single packet
+
+
+def test_a_missing_motor_is_one_error_and_nothing_moves(contract, calibration):
+    with FeetechChain(ids=range(1, 6)) as chain:  # the gripper servo does not answer
+        with pytest.raises(NsmError, match="Missing motor IDs"):
+            So101Arm(contract, chain.port, calibration)
+        assert not any(addr == ADDR["goal"] for s in chain.servos.values() for addr, _ in s.writes)
+        assert not any(s.torque for s in chain.servos.values())
+
+
+@pytest.mark.ros
+def test_arm_driver_node_runs_the_real_driver_at_the_control_rate(ros_env, tmp_path, calibration):
+    from test_ros_smoke import start, stop
+
+    with FeetechChain() as chain:
+        proc = start("arm_driver_node", "backend:=so101", f"port:={chain.port}", f"calibration:={calibration}",
+                     env=ros_env, cwd=tmp_path)
+        servos = list(chain.servos.values())
+        try:
+            wait_until(lambda: sum(addr == ADDR["goal"] for addr, _ in servos[0].writes) >= 10, timeout=60)
+            before, t0 = len(servos[0].writes), time.monotonic()
+            time.sleep(2.0)
+            rate = (len(servos[0].writes) - before) / (time.monotonic() - t0)
+            assert 20 < rate < 40  # one Goal_Position write per 30 Hz tick (holding: nothing queued)
+            assert all(s.torque for s in servos)
+            held = [s.goal for s in servos]
+            assert held == pytest.approx([2048] * 5 + [held[-1]], abs=2)  # it holds where the arm is
+        finally:
+            code, out = stop(proc)
+        assert code == 0, out
+        assert not any(s.torque for s in servos)  # shut down: LeRobot's disconnect turns torque off
+
+
+@pytest.mark.ros
+def test_arm_driver_node_without_calibration_is_one_error_and_exit_2(ros_env, tmp_path):
+    from test_ros_smoke import start
+
+    with FeetechChain() as chain:
+        proc = start("arm_driver_node", "backend:=so101", f"port:={chain.port}",
+                     f"calibration:={tmp_path / 'missing.json'}", env=ros_env, cwd=tmp_path)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 2
+        errors = [line for line in out.splitlines() if "ERROR" in line]
+        assert len(errors) == 1 and "lerobot-calibrate" in errors[0], out
+        assert chain.packets == 0
