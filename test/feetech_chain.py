@@ -2,14 +2,20 @@
 
 The real driver code path (nsm So101Arm -> LeRobot SOFollower -> FeetechMotorsBus ->
 scservo_sdk -> pyserial) talks to the pty's slave end exactly as it would to the USB
-adapter; this class answers on the master end: ping, read, write, sync read and sync write
+adapter; the chain answers on the master end: ping, read, write, sync read and sync write
 packets (Feetech protocol 0), each servo with its own control table. With torque on,
 a servo moves toward its goal at the STS3215's no-load speed.
+
+The chain runs in a process of its own, like real servos: a garbage-collection pause of
+the test process must not make it miss the SDK's 50 ms reply window. Tests read the servos'
+registers through `state()`.
 """
+import multiprocessing
 import os
 import threading
 import time
 import tty
+from dataclasses import dataclass
 
 ADDR = {"model": 3, "id": 5, "min": 9, "max": 11, "homing": 31, "torque": 40, "goal": 42, "present": 56, "load": 60}
 STS3215_MODEL = 777
@@ -74,24 +80,74 @@ class Servo:
         return self._get(ADDR["goal"])
 
 
+@dataclass(frozen=True)
+class ServoState:
+    goal: int
+    torque: bool
+    min: int
+    max: int
+    goal_writes: int  # Goal_Position writes received
+
+
 class FeetechChain:
-    """Servos `ids` on a pty; `port` is the path to give the driver. Use as a context manager."""
+    """Servos `ids` on a pty, served by a child process; `port` is the path to give the driver."""
 
     def __init__(self, ids=range(1, 7), position: int = 2048):
+        self._args = (list(ids), position)
+        self._process = None
+        self._conn = None
+        self.port = ""
+
+    def __enter__(self) -> "FeetechChain":
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_run_chain, args=(*self._args, child), daemon=True)
+        self._process.start()
+        self.port = self._conn.recv()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._conn.send("stop")
+        self._process.join(timeout=10)
+
+    def state(self) -> dict[int, ServoState]:
+        self._conn.send("state")
+        return self._conn.recv()
+
+    @property
+    def packets(self) -> int:
+        self._conn.send("packets")
+        return self._conn.recv()
+
+
+def _run_chain(ids: list[int], position: int, conn) -> None:
+    server = ChainServer(ids, position)
+    conn.send(server.port)
+    while (request := conn.recv()) != "stop":
+        if request == "state":
+            conn.send({i: ServoState(s.goal, s.torque, s._get(ADDR["min"]), s._get(ADDR["max"]),
+                                     sum(addr == ADDR["goal"] for addr, _ in s.writes))
+                       for i, s in server.servos.items()})
+        elif request == "packets":
+            conn.send(server.packets)
+    server.close()
+
+
+class ChainServer:
+    """The servos and the thread that answers their packets on the pty's master end."""
+
+    def __init__(self, ids, position: int):
         self.servos = {i: Servo(i, position) for i in ids}
         self._master, slave = os.openpty()
         tty.setraw(slave)
         self.port = os.ttyname(slave)
         self._slave = slave  # kept open so the pty survives between the driver's open/close
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="feetech-chain")
         self.packets = 0
-
-    def __enter__(self) -> "FeetechChain":
+        self._thread = threading.Thread(target=self._serve, daemon=True, name="feetech-chain")
         self._thread.start()
-        return self
 
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
         self._stop.set()
         os.close(self._slave)
         self._thread.join(timeout=5)

@@ -288,7 +288,68 @@ def sim_collect(
                     f"{len(result.summary.episodes)} in {result.dataset}")
 
 
-dataset_app = typer.Typer(help="Recorded episodes: inspect them, recover the one a crash left behind.",
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Option(help="LeRobotDataset folder (e.g. runs/collect/lerobot from `nsm sim collect`).")],
+    out: Annotated[Path, typer.Option(help="New folder for the trained policy (LeRobot layout) and training/ logs.")],
+    repo_id: Annotated[str, typer.Option(help="The dataset's repo_id (as given when it was made).")] = "local/nsm_sim_pick_place",
+    preset: Annotated[str, typer.Option(help="cpu: small transformer, chunk 30, 3000 steps (hours on 2 cores); full: LeRobot's ACT defaults, 100k steps (a GPU).")] = "cpu",
+    steps: Annotated[int | None, typer.Option(help="Training steps (default: the preset's).", min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (default: the preset's).", min=1)] = None,
+    device: Annotated[str, typer.Option(help="auto (cuda when there is one), cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 1000,
+    workers: Annotated[int, typer.Option(help="Data-loading worker processes (0: in the training process).", min=0)] = 0,
+) -> None:
+    """Train ACT on a LeRobotDataset with LeRobot's own training script (`lerobot-train`), offline.
+
+    Writes a policy folder that `nsm eval`, `nsm demo --policy`, `nsm policy export` and the
+    policy node load, plus MODEL/training/ (LeRobot's checkpoints, loss.csv, loss.png).
+    The ResNet18 backbone starts from scratch (nothing is downloaded).
+    """
+    from nsm.policy.train import train_act
+
+    with one_line_errors():
+        with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps, loss {task.fields[loss]}"),
+                      TimeRemainingColumn(), console=console, transient=True) as progress:
+            task = progress.add_task("train", total=steps, loss="-")
+            result = train_act(dataset, out, repo_id, preset, steps, batch_size, device, seed, workers,
+                               lambda s, total, loss: progress.update(task, completed=s, total=total, loss=f"{loss:.3f}"))
+    Console().print(f"trained ACT for {result.steps} steps in {result.seconds / 60:.1f} min on {result.device} "
+                    f"({result.dataset_episodes} episodes, {result.dataset_frames} frames), final loss "
+                    f"{result.final_loss:.3f}: {result.model} (loss curve: {result.model / 'training' / 'loss.png'})")
+
+
+@app.command("eval")
+def eval_policy(
+    model: Annotated[Path, typer.Option(help="Trained policy folder (from `nsm train`).")],
+    episodes: Annotated[int, typer.Option(help="Episodes to run, on seeds seed..seed+N-1.", min=1)] = 20,
+    seed: Annotated[int, typer.Option(help="First seed; collection uses 0.., so 1000.. are held out.")] = 1000,
+    backend: Annotated[str, typer.Option(help="onnxruntime (exported on first use), torch or tensorrt: what the robot runs.")] = "onnxruntime",
+    seconds: Annotated[float, typer.Option(help="Length of each episode (the expert needs 9.5 s).", min=0.1)] = 12.0,
+    out: Annotated[Path | None, typer.Option(help="Folder for the episodes, eval.json and eval_sheet.png. Default: MODEL/eval-<backend>.")] = None,
+) -> None:
+    """Evaluate a policy in the simulated pick-and-place scene through the robot's runtime.
+
+    Same async chunk runtime, backend, safety filter and recorder as on the robot, on seeds
+    training did not see; prints the success rate with a Wilson 95% interval and the time to
+    success, and writes a contact sheet of one success and one failure.
+    """
+    from nsm.sim.evaluate import Evaluator
+
+    with one_line_errors():
+        evaluator = Evaluator(model, episodes, out or model / f"eval-{backend}", seed, backend, seconds)
+        with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TextColumn("control steps"),
+                      TimeRemainingColumn(), console=console, transient=True) as progress:
+            task = progress.add_task("eval", total=evaluator.total_steps)
+            r = evaluator.run(lambda n: progress.update(task, completed=n))
+    low, high = r.wilson95
+    Console().print(f"{r.successes}/{r.episodes} successful ({100 * r.success_rate:.0f}%, Wilson 95% "
+                    f"{100 * low:.0f}-{100 * high:.0f}%) on seeds {r.seeds}, backend {r.backend}; time to success "
+                    f"{r.mean_seconds_to_success if r.mean_seconds_to_success is not None else '-'} s; "
+                    f"inference p50 {r.inference_ms_p50} ms. {r.out}/eval.json, {r.sheet}")
+
+
+dataset_app = typer.Typer(help="Recorded episodes: inspect, plot, convert for training, recover after a crash.",
                           no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
 
@@ -373,6 +434,26 @@ def dataset_from_bag(
             result = bag_to_hdf5(bag, next_episode_path(out), contract, max_skew)
             Console().print(f"{bag} -> {result.path}: {result.frames} frames, {result.skipped_ticks} ticks left out "
                             f"(a stream further than {max_skew} s)")
+
+
+@dataset_app.command("plot")
+def dataset_plot(
+    episodes: Annotated[list[Path], typer.Argument(help="episode_<n>.hdf5 files, or a folder of them.")],
+    out: Annotated[Path, typer.Option(help="Folder for the PNG files.")] = Path("runs/plots"),
+    frames: Annotated[int, typer.Option(help="Frames per camera in the contact sheet.", min=1)] = 8,
+) -> None:
+    """Joint traces (state vs commanded action, per joint) and a contact sheet of camera frames, as PNG."""
+    from nsm.plots import plot_episode
+
+    files = [p for e in episodes for p in (sorted(e.glob("episode_*.hdf5")) if e.is_dir() else [e])]
+    with one_line_errors():
+        if not files:
+            raise NsmError(f"no episode_<n>.hdf5 files in {', '.join(map(str, episodes))}")
+        for path in files:
+            if not path.is_file():
+                raise NsmError(f"{path} does not exist")
+            for png in plot_episode(path, out, frames):
+                Console().print(f"wrote {png}")
 
 
 @dataset_app.command("recover")

@@ -104,7 +104,8 @@ class DemoSummary:
     telemetry: WriterStats
     db_url: str
     bags: list[Path] = field(default_factory=list)
-    successes: list[bool] = field(default_factory=list)  # the task check, per episode
+    successes: list[bool] = field(default_factory=list)  # the task check at the end, per episode
+    success_steps: list[int | None] = field(default_factory=list)  # first step the check held, per episode
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.period_ms, q)) if len(self.period_ms) else float("nan")
@@ -215,7 +216,7 @@ class Demo:
         scene = self.scene
         arm = SimArm(scene)
         cameras: list[Camera] = []
-        episodes, bags, periods, latencies, successes = [], [], [], [], []
+        episodes, bags, periods, latencies, successes, success_steps = [], [], [], [], [], []
         chunks = empty = dropped = rejected = frames = 0
         try:
             camera_class = ProcessSimCamera if cfg.render == "process" else SimCamera
@@ -236,15 +237,23 @@ class Demo:
                                    recorders, telemetry, battery)
                 done = episode * steps
                 started_at = datetime.now(UTC)
-                success = None
+                success, first_success = None, []
+
+                def after_step(s: int, done: int = done, first_success: list = first_success) -> None:
+                    if not first_success and scene.success():
+                        first_success.append(s)
+                    if on_step is not None:
+                        on_step(done + s + 1)
+
                 try:
-                    loop.run(steps, None if on_step is None else lambda s, done=done: on_step(done + s + 1))
+                    loop.run(steps, after_step)
                     success = scene.success()
                 finally:
                     runtime.stop()
                     episodes.append(recorder.close(success=success))
                     bags += [r.close(success=success) for r in recorders[1:]]
                 successes.append(success)
+                success_steps.append(first_success[0] if first_success else None)
                 try:
                     record_episode(self.engine, cfg.robot_id, episodes[-1], started_at,
                                    len(loop.periods) * contract.period, recorder.frames, success, self.policy.name,
@@ -264,4 +273,4 @@ class Demo:
             stats = telemetry.close()
         shown = make_url(self.db_url).render_as_string(hide_password=True)
         return DemoSummary(episodes, frames, 1e3 * np.array(periods), camera_fps, camera_dropped, 1e3 * np.array(latencies),
-                           chunks, empty, dropped, rejected, stats, shown, bags, successes)
+                           chunks, empty, dropped, rejected, stats, shown, bags, successes, success_steps)

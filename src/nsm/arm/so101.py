@@ -71,8 +71,9 @@ class So101Arm:
 
     def read(self) -> JointReading:
         """Positions (one sync read), velocity from the last reading, effort as a fraction of stall torque."""
-        position = self._to_contract(self.bus.sync_read("Present_Position"))
-        load = self.bus.sync_read("Present_Load", normalize=False)
+        retries = self.robot.config.num_read_retries  # a corrupted status packet is retried, as LeRobot does
+        position = self._to_contract(self.bus.sync_read("Present_Position", num_retry=retries))
+        load = self.bus.sync_read("Present_Load", normalize=False, num_retry=retries)
         stamp = time.monotonic()
         velocity = np.zeros_like(position)
         if self._last is not None and stamp > self._last[1]:

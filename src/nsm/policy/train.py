@@ -1,0 +1,148 @@
+"""`nsm train`: ACT trained by LeRobot's own training script, offline, on a LeRobotDataset.
+
+nsm does not re-implement training: it checks the dataset, runs `lerobot-train` (the
+module `lerobot.scripts.lerobot_train`) in a child process with a preset sized for the
+machine, follows its log for progress and the loss, and leaves a policy folder nsm loads
+(`nsm policy export`, `nsm eval`, `nsm demo --policy`, the policy node):
+
+    MODEL/                 config.json, model.safetensors, pre/post processors (LeRobot layout)
+    MODEL/training/        LeRobot's output_dir: checkpoints/, train_config.json
+    MODEL/training/loss.csv, loss.png, train.json   what nsm measured
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nsm.errors import NsmError
+from nsm.policy.init import SMALL
+from nsm.policy.model_dir import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
+
+# `cpu`: a small transformer and short chunks, to train on a 2-core machine in hours.
+# `full`: LeRobot's ACT defaults (dim 512, 4+1 layers, chunk 100) for a GPU.
+PRESETS = {
+    "cpu": {"steps": 3000, "batch_size": 8, "policy": SMALL | {"chunk_size": 30, "n_action_steps": 30}},
+    "full": {"steps": 100_000, "batch_size": 8, "policy": {"chunk_size": 100, "n_action_steps": 100}},
+}
+LOG_LINE = re.compile(r"step:(?P<step>\S+) .*?loss:(?P<loss>[0-9.]+)")
+
+
+@dataclass
+class TrainResult:
+    model: Path
+    steps: int
+    seconds: float
+    final_loss: float
+    device: str
+    dataset_episodes: int
+    dataset_frames: int
+
+
+def dataset_features(root: Path, repo_id: str):
+    """The dataset's metadata, or one error that says what is wrong with it."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    if not (root / "meta" / "info.json").is_file():
+        raise NsmError(f"{root} is not a LeRobotDataset (no meta/info.json); make one with `nsm sim collect` "
+                       "or `nsm dataset convert`")
+    meta = LeRobotDatasetMetadata(repo_id, root=root)
+    if meta.total_episodes == 0 or meta.total_frames == 0:
+        raise NsmError(f"dataset {root} has no episodes; record some first")
+    missing = [k for k in (STATE_KEY, ACTION_KEY) if k not in meta.features]
+    if missing:
+        raise NsmError(f"dataset {root} lacks {', '.join(missing)}; ACT needs the joint state and the action")
+    if not any(k.startswith(IMAGE_PREFIX) for k in meta.features):
+        raise NsmError(f"dataset {root} has no camera (observation.images.*); ACT needs at least one")
+    return meta
+
+
+def lerobot_train_args(dataset: Path, repo_id: str, output_dir: Path, preset: str, steps: int, batch_size: int,
+                       device: str, seed: int, num_workers: int) -> list[str]:
+    """The `lerobot-train` command line for this run."""
+    policy = PRESETS[preset]["policy"]
+    args = [f"--dataset.repo_id={repo_id}", f"--dataset.root={dataset}", "--policy.type=act",
+            f"--policy.device={device}", "--policy.push_to_hub=false",
+            # the ImageNet backbone weights would be downloaded: start the ResNet18 from scratch
+            "--policy.pretrained_backbone_weights=null",
+            *(f"--policy.{k}={v}" for k, v in policy.items()),
+            f"--output_dir={output_dir}", "--job_name=nsm", f"--steps={steps}", f"--batch_size={batch_size}",
+            f"--seed={seed}", f"--num_workers={num_workers}", f"--log_freq={max(1, min(100, steps // 20))}",
+            f"--save_freq={max(1, steps // 4)}", "--env_eval_freq=0", "--wandb.enable=false"]
+    return args
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place", preset: str = "cpu",
+              steps: int | None = None, batch_size: int | None = None, device: str = "auto", seed: int = 1000,
+              num_workers: int = 0, on_progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
+    """Train ACT on `dataset` into the policy folder `out`; `on_progress(step, steps, loss)` per log line."""
+    if preset not in PRESETS:
+        raise NsmError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
+    if out.exists() and any(out.iterdir()):
+        raise NsmError(f"{out} is not empty; choose a new folder for the model")
+    meta = dataset_features(dataset, repo_id)
+    steps = steps or PRESETS[preset]["steps"]
+    batch_size = batch_size or PRESETS[preset]["batch_size"]
+    device = pick_device(device)
+    run_dir = out / "training"
+    args = lerobot_train_args(dataset, repo_id, run_dir, preset, steps, batch_size, device, seed, num_workers)
+    out.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled",
+                        "SVT_LOG": "1", "TQDM_DISABLE": "1"}
+    started = time.monotonic()
+    losses: list[tuple[int, float]] = []
+    log_lines: list[str] = []
+    with subprocess.Popen([sys.executable, "-m", "lerobot.scripts.lerobot_train", *args], env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1) as proc:
+        for line in proc.stdout:
+            log_lines.append(line)
+            if match := LOG_LINE.search(line):
+                step, loss = _count(match["step"]), float(match["loss"])
+                losses.append((step, loss))
+                if on_progress is not None:
+                    on_progress(step, steps, loss)
+    seconds = time.monotonic() - started
+    (out / "training").mkdir(exist_ok=True)
+    (out / "training" / "lerobot_train.log").write_text("".join(log_lines))
+    if proc.returncode != 0:
+        tail = "".join(log_lines[-15:])
+        raise NsmError(f"lerobot-train failed (exit {proc.returncode}); its log is in "
+                       f"{out / 'training' / 'lerobot_train.log'}:\n{tail}")
+    trained = run_dir / "checkpoints" / "last" / "pretrained_model"
+    for item in trained.iterdir():
+        shutil.copy2(item, out / item.name)
+    result = TrainResult(out, steps, seconds, losses[-1][1] if losses else float("nan"), device,
+                         meta.total_episodes, meta.total_frames)
+    _write_curve(losses, run_dir)
+    (run_dir / "train.json").write_text(json.dumps(asdict(result) | {"model": str(out), "preset": preset,
+                                                                      "batch_size": batch_size}, indent=2))
+    return result
+
+
+def _count(text: str) -> int:
+    """LeRobot's format_big_number back to an int: '1K' -> 1000."""
+    scale = {"K": 10**3, "M": 10**6, "B": 10**9}.get(text[-1], 1)
+    return int(float(text.rstrip("KMB")) * scale)
+
+
+def _write_curve(losses: list[tuple[int, float]], folder: Path) -> None:
+    from nsm.plots import line_plot
+
+    (folder / "loss.csv").write_text("step,loss\n" + "".join(f"{s},{v}\n" for s, v in losses))
+    if losses:
+        steps, values = zip(*losses, strict=True)
+        line_plot(folder / "loss.png", {"training loss": (steps, values)}, "step", "loss (L1 + KL)",
+                  "ACT training loss", log_y=True)

@@ -1,0 +1,66 @@
+"""The closed loop in miniature: expert demos -> LeRobotDataset -> LeRobot's ACT training ->
+evaluation through the robot's runtime (ONNX Runtime). Asserts that every artifact exists and
+loads, not a success rate (a few training steps learn nothing)."""
+import json
+
+import pytest
+
+from nsm.errors import NsmError
+from nsm.policy.model_dir import PolicyDir
+from nsm.policy.train import train_act
+from nsm.sim.collect import Collector
+from nsm.sim.evaluate import Evaluator
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return Collector(2, tmp_path_factory.mktemp("collect"), seed=0, videos=False).run().dataset
+
+
+@pytest.fixture(scope="module")
+def model(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "act"
+    seen = []
+    result = train_act(dataset, out, steps=4, batch_size=2, device="cpu",
+                       on_progress=lambda step, total, loss: seen.append((step, total, loss)))
+    assert result.steps == 4 and result.dataset_episodes == 2 and result.device == "cpu"
+    assert seen and seen[-1][0] == 4 and seen[-1][1] == 4  # progress followed LeRobot's log
+    return out
+
+
+def test_training_leaves_a_policy_folder_nsm_loads_and_a_loss_curve(model, contract):
+    d = PolicyDir(model)
+    assert d.features.policy_type == "act" and d.features.chunk_size == 30
+    assert set(d.features.cameras) == {c.name for c in contract.cameras}
+    training = model / "training"
+    assert (training / "loss.png").stat().st_size > 1000
+    lines = (training / "loss.csv").read_text().splitlines()
+    assert lines[0] == "step,loss" and [int(row.split(",")[0]) for row in lines[1:]] == [1, 2, 3, 4]
+    assert all(0 < float(row.split(",")[1]) < 1e4 for row in lines[1:])  # LeRobot's logged loss, every step
+    assert json.loads((training / "train.json").read_text())["steps"] == 4
+
+
+def test_evaluation_runs_the_model_through_the_runtime_and_reports(model, tmp_path):
+    r = Evaluator(model, episodes=2, out=tmp_path / "eval", seconds=1.0).run()
+    assert r.episodes == 2 and r.backend == "onnxruntime" and r.seeds == "1000..1001"
+    assert 0.0 <= r.wilson95[0] <= r.success_rate <= r.wilson95[1] <= 1.0
+    assert (model / "onnx" / "model.onnx").is_file()  # exported on first use
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["episodes"] == 2
+    assert (tmp_path / "eval" / "eval_sheet.png").stat().st_size > 1000
+    assert r.inference_ms_p50 > 0
+
+
+def test_training_refuses_an_empty_or_foreign_folder_before_starting(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NsmError, match="not a LeRobotDataset"):
+        train_act(tmp_path / "empty", tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_model_for_other_cameras_is_refused_before_anything_moves(tmp_path):
+    from nsm.policy.init import init_act
+
+    init_act(tmp_path / "top", ["top"], 6, (240, 320), chunk_size=10, small=True)
+    with pytest.raises(NsmError, match="top"):
+        Evaluator(tmp_path / "top", episodes=1, out=tmp_path / "eval", backend="torch")
+    assert not list((tmp_path / "eval").glob("episode_*")) if (tmp_path / "eval").exists() else True
