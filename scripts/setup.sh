@@ -14,7 +14,7 @@ extras=""
 apt_pkgs=(libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2)  # headless MuJoCo rendering (EGL)
 if [[ "${1:-}" == "--test" ]]; then
   extras="[test]"
-  apt_pkgs+=(postgresql)
+  apt_pkgs+=(postgresql shellcheck)  # a real database for the tests; shell script lint
 elif [[ -n "${1:-}" ]]; then
   echo "usage: bash scripts/setup.sh [--test]" >&2
   exit 2

@@ -203,3 +203,8 @@ def test_cli_policy_commands(tmp_path):
     offline = nsm("download", "lerobot/act_aloha_sim_transfer_cube_human", str(tmp_path / "d"), HF_HUB_OFFLINE="1")
     assert offline.returncode == 2 and "the Hugging Face Hub is unreachable" in offline.stderr
     assert len([line for line in offline.stderr.splitlines() if line.strip()]) == 1
+    for env, message in (({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
+                         ({"HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "none"}, "the Hugging Face Hub is unreachable")):
+        pushed = nsm("push", str(tmp_path / "p"), "me/so101-act", **env)  # port 9 on localhost: nothing listens
+        assert pushed.returncode == 2 and message in pushed.stderr, pushed.stderr
+        assert len([line for line in pushed.stderr.splitlines() if line.strip()]) == 1

@@ -75,3 +75,33 @@ def test_sigkill_keeps_closed_episodes_and_recovers_the_partial_one(tmp_path):
         assert np.all(np.diff(f["timestamp"][:]) > 0) and list(f.attrs["joint_names"])[0] == "shoulder_pan"
     with pytest.raises(NsmError, match="not a .partial episode"):
         recover(recovered)
+
+
+
+def test_a_full_disk_stops_recording_with_one_error_while_the_robot_keeps_running(tmp_path, monkeypatch):
+    """The disk has 2 MB left above the recorder's reserve. The episode stops growing there
+    and closes cleanly (HDF5 cannot survive a failed write), the control loop runs to the
+    end (every telemetry row is there), the run ends with one error naming the fix, and the
+    frames written before are recovered."""
+    import shutil
+
+    from sqlalchemy import create_engine, text
+
+    import nsm.recording.background as background
+    from nsm.pipeline import Demo, DemoConfig
+
+    out = tmp_path / "run"
+
+    def nearly_full(path):
+        used = sum(p.stat().st_size for p in out.glob("episode_*.partial"))
+        return shutil._ntuple_diskusage(10**12, used, background.MIN_FREE_BYTES + 2_000_000 - used)
+
+    monkeypatch.setattr(background.shutil, "disk_usage", nearly_full)
+    with pytest.raises(NsmError, match=r"recording stopped at frame \d+ .*the disk is full.*nsm dataset recover"):
+        Demo(DemoConfig(seconds=3, cameras=["wrist"], hdf5_compression="none", out=out)).run()
+    engine = create_engine(f"sqlite:///{out / 'telemetry.db'}")
+    with engine.connect() as conn:
+        ticks = conn.execute(text("SELECT count(*) FROM robot_telemetry WHERE data_type = 'joint_states'")).scalar()
+    assert ticks == 90  # 3 s at 30 Hz: the loop never stopped for the recorder
+    with h5py.File(recover(out / "episode_0.hdf5.partial")) as f:
+        assert 0 < f.attrs["frames"] < 90

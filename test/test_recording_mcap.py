@@ -24,7 +24,8 @@ def frames(contract):
 def test_bag_round_trips_through_rosbags_and_mcap(contract, tmp_path):
     start = time.time_ns()
     written = frames(contract)
-    writer = McapEpisodeWriter(tmp_path / "episode_0", contract, ["wrist"], start_ns=start, policy="test")
+    writer = McapEpisodeWriter(tmp_path / "episode_0", contract, ["wrist"], start_ns=start, policy="test",
+                               image_format="raw")
     for frame in written:
         writer.add_frame(frame)
     bag = writer.close(success=True)
@@ -58,6 +59,53 @@ def test_bag_round_trips_through_rosbags_and_mcap(contract, tmp_path):
             assert bytes(image.data) == frame.images["wrist"].tobytes()
             assert image.header.stamp.sec * 10**9 + image.header.stamp.nanosec == stamps[i]
 
+
+
+def smooth_frames(count):
+    """Camera-like images (gradients), which JPEG keeps close; noise would not survive it."""
+    y, x = np.mgrid[0:240, 0:320]  # the contract's size: the bag converts to an episode
+    return [EpisodeFrame(np.full(6, 0.1 * t), np.zeros(6), np.full(6, 0.1 * t + 0.05),
+                         {"wrist": np.stack([(x + t) % 256, y, (x + y) // 2], axis=-1).astype(np.uint8)}, t / 30)
+            for t in range(count)]
+
+
+def test_jpeg_images_in_zstd_chunks_read_back_with_both_readers_and_convert(contract, tmp_path):
+    from nsm.recording.bag_convert import bag_to_hdf5
+
+    import h5py
+
+    written = smooth_frames(FRAMES)
+    writer = McapEpisodeWriter(tmp_path / "episode_0", contract, ["wrist"], start_ns=time.time_ns(), policy="test",
+                               image_format="jpeg", compression="zstd")
+    for frame in written:
+        writer.add_frame(frame)
+    bag = writer.close(success=True)
+    topic = "/nsm/camera/wrist/image_raw/compressed"
+    with open(next(bag.glob("*.mcap")), "rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        assert {c.compression for c in reader.get_summary().chunk_indexes} == {"zstd"}
+        decoded = [m for _, ch, _, m in reader.iter_decoded_messages() if ch.topic == topic]
+    with AnyReader([bag]) as reader:
+        connection = next(c for c in reader.connections if c.topic == topic)
+        assert connection.msgtype == "sensor_msgs/msg/CompressedImage"
+        by_rosbags = [reader.deserialize(raw, connection.msgtype) for _, _, raw in reader.messages([connection])]
+    assert len(decoded) == len(by_rosbags) == FRAMES
+    for a, b in zip(decoded, by_rosbags, strict=True):
+        assert a.format == b.format == "rgb8; jpeg compressed bgr8" and bytes(a.data) == bytes(b.data)
+        assert bytes(a.data[:2]) == b"\xff\xd8"  # a JPEG
+    episode = bag_to_hdf5(bag, tmp_path / "episode_0.hdf5")
+    with h5py.File(episode.path) as f:
+        images = f["observations/images/wrist"][:]
+    assert episode.frames == FRAMES
+    for image, frame in zip(images, written, strict=True):
+        assert np.abs(image.astype(int) - frame.images["wrist"]).mean() < 3  # JPEG at quality 90, colours in order
+
+
+def test_unknown_formats_are_refused(contract, tmp_path):
+    with pytest.raises(NsmError, match="unknown image format 'png'"):
+        McapEpisodeWriter(tmp_path / "a", contract, ["wrist"], start_ns=0, image_format="png")
+    with pytest.raises(NsmError, match="unknown bag compression 'lz4'"):
+        McapEpisodeWriter(tmp_path / "b", contract, ["wrist"], start_ns=0, compression="lz4")
 
 def test_bag_with_streams_at_their_own_rates_converts_at_the_control_rate(contract, tmp_path):
     """joint_states and commands at 30 Hz with jitter, the camera at 15 Hz, then a 0.3 s

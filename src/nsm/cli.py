@@ -71,6 +71,9 @@ def demo(
     merge: Annotated[str, typer.Option(help="How overlapping chunks combine: replace (newest wins), ensemble (ACT temporal ensembling, exp(-m*i)), blend (new*c + old*(1-c)).")] = "replace",
     merge_coeff: Annotated[float | None, typer.Option(help="m for ensemble (default 0.01), c for blend (default 0.7).")] = None,
     bag: Annotated[bool, typer.Option(help="Also record each episode as a rosbag2 bag (MCAP): `ros2 bag info`, Foxglove.")] = False,
+    hdf5_compression: Annotated[str, typer.Option(help="HDF5 images: lzf (lossless; rendered sim images shrink ~20x) or none.")] = "lzf",
+    bag_images: Annotated[str, typer.Option(help="Bag images: jpeg (sensor_msgs/CompressedImage, ~10x smaller) or raw (sensor_msgs/Image).")] = "jpeg",
+    bag_zstd: Annotated[bool, typer.Option(help="zstd-compress the bag's MCAP chunks.")] = False,
 ) -> None:
     """Run the simulated SO-101 end to end, headless, and print a summary.
 
@@ -87,7 +90,8 @@ def demo(
         run = Demo(DemoConfig(robot=robot, cameras=camera or None, episodes=episodes, seconds=seconds, out=out,
                               db_url=db_url, robot_id=robot_id, seed=seed, chunk_size=chunk_size,
                               threshold=threshold, merge=merge, merge_coeff=merge_coeff,
-                              policy=policy, backend=backend, bag=bag))
+                              policy=policy, backend=backend, bag=bag, hdf5_compression=hdf5_compression,
+                              bag_images=bag_images, bag_zstd=bag_zstd))
         with Progress(TextColumn("[bold]demo"), BarColumn(), MofNCompleteColumn(), TextColumn("control steps"),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task("run", total=run.total_steps)
@@ -173,6 +177,21 @@ def policy_download(
     with one_line_errors():
         path = download(repo_id, out, revision)
     Console().print(f"downloaded {repo_id} to {path}")
+
+
+@policy_app.command("push")
+def policy_push(
+    model: Annotated[Path, typer.Argument(help="Policy folder (e.g. from `nsm train`).")],
+    repo_id: Annotated[str, typer.Argument(help="Hugging Face Hub model repository, e.g. my-org/so101-act.")],
+    public: Annotated[bool, typer.Option(help="Create the repository public (default: private).")] = False,
+) -> None:
+    """Upload a policy folder to the Hugging Face Hub (token from HF_TOKEN); prints the commit
+    to pin on the robot with `nsm policy download REPO DIR --revision COMMIT`."""
+    from nsm.policy.hub import push
+
+    with one_line_errors():
+        commit = push(model, repo_id, private=not public)
+    Console().print(f"pushed {model} to {repo_id} at commit {commit}")
 
 
 db_app = typer.Typer(help="The telemetry database: SQLite (embedded default) or PostgreSQL.", no_args_is_help=True)

@@ -85,6 +85,10 @@ class DemoConfig(BaseModel):
     policy: Path | None = Field(None, description="LeRobot policy folder; None = the scripted pick-place expert")
     backend: str = "onnxruntime"
     bag: bool = Field(False, description="also record each episode as a rosbag2 MCAP bag")
+    hdf5_compression: str = Field("lzf", pattern="^(none|lzf)$",
+                                  description="HDF5 image compression; lzf suits rendered images (~20x smaller)")
+    bag_images: str = Field("jpeg", pattern="^(raw|jpeg)$", description="bag images: Image or CompressedImage (JPEG)")
+    bag_zstd: bool = Field(False, description="zstd-compress the bag's MCAP chunks")
     render: str = Field("process", pattern="^(process|thread)$",
                         description="sim cameras render in their own processes, or on threads of this one")
 
@@ -228,11 +232,13 @@ class Demo:
                 runtime = AsyncChunkRuntime(self.policy, len(contract.joints), cfg.threshold, cfg.merge,
                                             cfg.merge_coeff).start()
                 path, names = next_episode_path(self.out), [s.name for s in self.specs]
-                recorder = Hdf5EpisodeWriter(path, contract, names, sim=True, policy=self.policy.name)
+                recorder = Hdf5EpisodeWriter(path, contract, names, sim=True, policy=self.policy.name,
+                                             compression=None if cfg.hdf5_compression == "none" else cfg.hdf5_compression)
                 recorders = [recorder]
                 if cfg.bag:
                     recorders.append(McapEpisodeWriter(path.with_suffix(""), contract, names, start_ns=time.time_ns(),
-                                                       policy=self.policy.name))
+                                                       policy=self.policy.name, image_format=cfg.bag_images,
+                                                       compression="zstd" if cfg.bag_zstd else None))
                 loop = ControlLoop(contract, arm, cameras, runtime, SafetyFilter(contract, arm.read().position),
                                    recorders, telemetry, battery)
                 done = episode * steps

@@ -2,10 +2,15 @@
 
 The control loop calls `add_frame`, which only enqueues (a full queue drops the frame and
 counts it in `dropped`). A writer thread calls the format's `_append`; an error there
-(disk full, unwritable path) stops writing and is raised by `close()`, while the robot
+(unwritable path, I/O error) stops writing and is raised by `close()`, while the robot
 keeps running. `close()` drains the queue and calls the format's `_finish`.
+
+A full disk is not waited for: HDF5 cannot close a file after a failed write (measured:
+the process segfaults at exit), so writing stops while `min_free_bytes` are still free,
+the file closes cleanly, and `close()` reports it.
 """
 import queue
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +29,22 @@ class EpisodeFrame:
     timestamp: float  # seconds since the episode started
 
 
+MIN_FREE_BYTES = 256 * 2**20  # stop recording with this much left on the disk
+
+
+class DiskFull(NsmError):
+    pass
+
+
 class BackgroundEpisodeWriter:
-    def __init__(self, queue_size: int = 256):
+    path: Path  # the episode's final path; subclasses set it before `_start()`
+
+    def __init__(self, queue_size: int = 256, min_free_bytes: int = MIN_FREE_BYTES):
         self._queue: queue.Queue[EpisodeFrame | None] = queue.Queue(maxsize=queue_size)
         self.frames = 0
         self.dropped = 0
         self.error: BaseException | None = None
+        self.min_free_bytes = min_free_bytes
         self._thread = threading.Thread(target=self._drain, name=f"{type(self).__name__}", daemon=True)
 
     def _start(self) -> None:
@@ -46,10 +61,12 @@ class BackgroundEpisodeWriter:
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
-    def add_frame(self, frame: EpisodeFrame) -> bool:
-        """Enqueue one frame without blocking; False (and counted) if the queue is full."""
+    def add_frame(self, frame: EpisodeFrame, block: bool = False) -> bool:
+        """Enqueue one frame without blocking; False (and counted) if the queue is full.
+
+        `block=True` waits for room instead: for converters and benchmarks, never the control loop."""
         try:
-            self._queue.put_nowait(frame)
+            self._queue.put(frame, block=block)
             return True
         except queue.Full:
             self.dropped += 1
@@ -62,13 +79,21 @@ class BackgroundEpisodeWriter:
         return self._finish(success)
 
     def _failed(self, where: Path) -> NsmError:
-        return NsmError(f"episode {where} stopped at frame {self.frames}: {self.error}")
+        return NsmError(f"recording stopped at frame {self.frames} of episode {where}: {self.error}; free disk space "
+                        f"or choose another output folder, then `nsm dataset recover` keeps the frames written")
+
+    def _check_disk(self) -> None:
+        free = shutil.disk_usage(self.path.parent).free
+        if free < self.min_free_bytes:
+            raise DiskFull(f"the disk is full: {free / 2**20:.0f} MiB free, below the {self.min_free_bytes / 2**20:.0f} MiB "
+                           "kept in reserve")
 
     def _drain(self) -> None:
         while (frame := self._queue.get()) is not None:
             if self.error is None:
                 try:
+                    self._check_disk()
                     self._append(frame)
                     self.frames += 1
-                except Exception as exc:  # disk full etc.: stop writing, keep the robot running
+                except Exception as exc:  # stop writing, keep the robot running
                     self.error = exc

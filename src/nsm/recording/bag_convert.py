@@ -11,6 +11,7 @@ is given; joint names in the messages must match it.
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 
@@ -51,6 +52,13 @@ def _read(bag: Path, names: list[str]) -> dict[str, tuple[np.ndarray, list]]:
                 if msg.encoding != "rgb8":
                     raise NsmError(f"{topic}: encoding {msg.encoding} not supported (rgb8)")
                 value = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+            elif topic.endswith("/image_raw/compressed") and "/camera/" in topic:
+                key = "camera/" + topic.split("/camera/")[1].removesuffix("/image_raw/compressed")
+                msg = reader.deserialize(raw, connection.msgtype)
+                bgr = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_COLOR)
+                if bgr is None:
+                    raise NsmError(f"{topic}: an image in format '{msg.format}' does not decode (JPEG/PNG expected)")
+                value = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             else:
                 continue
             stamps, values = streams.setdefault(key, ([], []))
@@ -106,6 +114,6 @@ def bag_to_hdf5(bag: Path, out: Path, contract: RobotContract | None = None, max
         (qpos, qvel), (action, _) = picked["joint_states"], picked["joint_commands"]
         images = {cam: picked[f"camera/{cam}"] for cam in cameras}
         writer.add_frame(EpisodeFrame(qpos, qvel if len(qvel) else np.zeros_like(qpos), action, images,
-                                      (tick - ticks[0]) / 1e9))
+                                      (tick - ticks[0]) / 1e9), block=True)  # a converter waits; it never drops
     path = writer.close(success=episode.get("success"))
     return BagConversion(path, writer.frames, skipped)

@@ -25,10 +25,12 @@ import numpy as np
 
 from nsm.contract import RobotContract
 from nsm.errors import NsmError
-from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
+from nsm.recording.background import MIN_FREE_BYTES, BackgroundEpisodeWriter, EpisodeFrame
 
 DATASETS = ["observations/qpos", "observations/qvel", "action", "timestamp"]  # then images/<cam>, in order
 
+
+COMPRESSIONS = (None, "lzf")
 
 def episode_datasets(f: h5py.File) -> list[str]:
     """The per-frame datasets of an episode file, in the order frames are hashed (cameras by name)."""
@@ -53,8 +55,15 @@ def next_episode_path(folder: Path) -> Path:
 
 class Hdf5EpisodeWriter(BackgroundEpisodeWriter):
     def __init__(self, path: Path, contract: RobotContract, cameras: list[str], *, sim: bool, policy: str,
-                 queue_size: int = 256, flush_every: int = 30):
-        super().__init__(queue_size)
+                 queue_size: int = 256, flush_every: int = 30, compression: str | None = None,
+                 min_free_bytes: int = MIN_FREE_BYTES):
+        """`compression`: None (raw; the default: camera images barely compress and lzf on two 480x640
+        cameras runs at 1x real time, see bench/recording.py) or "lzf" (lossless; rendered sim
+        images shrink ~20x) for the image datasets."""
+        super().__init__(queue_size, min_free_bytes)
+        if compression not in COMPRESSIONS:
+            raise NsmError(f"unknown HDF5 compression '{compression}'; use one of {', '.join(map(str, COMPRESSIONS))}")
+        self._compression = compression
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self._contract, self._cameras = contract, cameras
@@ -94,7 +103,7 @@ class Hdf5EpisodeWriter(BackgroundEpisodeWriter):
             spec = self._contract.camera(cam)
             shape = (spec.height, spec.width, 3)
             f.create_dataset(f"observations/images/{cam}", (0, *shape), maxshape=(None, *shape),
-                             dtype="u1", chunks=(1, *shape))
+                             dtype="u1", chunks=(1, *shape), compression=self._compression)
 
     def _append(self, frame: EpisodeFrame) -> None:
         f, t = self._file, self.frames

@@ -2,7 +2,10 @@
 
     /<ns>/joint_states              sensor_msgs/msg/JointState   observation.state (qpos, qvel)
     /<ns>/joint_commands            sensor_msgs/msg/JointState   action (the command sent)
-    /<ns>/camera/<cam>/image_raw    sensor_msgs/msg/Image (rgb8)
+    /<ns>/camera/<cam>/image_raw    sensor_msgs/msg/Image (rgb8), or with `image_format="jpeg"`
+    /<ns>/camera/<cam>/image_raw/compressed  sensor_msgs/msg/CompressedImage (image_transport's name)
+
+`compression="zstd"` compresses the MCAP chunks (rosbag2's "storage" compression).
 
 Written with `rosbags` (pure Python; rosbag2_py is not on PyPI), so `ros2 bag info/play`,
 Foxglove and the `mcap` reader open the bag. The bag is written inside
@@ -11,9 +14,10 @@ Foxglove and the `mcap` reader open the bag. The bag is written inside
 """
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from nsm.contract import RobotContract
@@ -22,12 +26,22 @@ from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+IMAGE_FORMATS = ("raw", "jpeg")
+COMPRESSIONS = (None, "zstd")
+JPEG_QUALITY = 90
 
 
 class McapEpisodeWriter(BackgroundEpisodeWriter):
     def __init__(self, path: Path, contract: RobotContract, cameras: list[str], *, start_ns: int,
-                 namespace: str = "/nsm", policy: str = "", queue_size: int = 256):
+                 namespace: str = "/nsm", policy: str = "", queue_size: int = 256, image_format: str = "jpeg",
+                 compression: str | None = None):
         super().__init__(queue_size)
+        if image_format not in IMAGE_FORMATS:
+            raise NsmError(f"unknown image format '{image_format}'; use one of {', '.join(IMAGE_FORMATS)}")
+        if compression not in COMPRESSIONS:
+            raise NsmError(f"unknown bag compression '{compression}'; use one of {', '.join(map(str, COMPRESSIONS))}")
+        self._jpeg = image_format == "jpeg"
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial") / self.path.name  # the .mcap keeps the final name
         self._contract, self._names, self._start_ns, self._policy = contract, contract.joint_names, start_ns, policy
@@ -37,13 +51,19 @@ class McapEpisodeWriter(BackgroundEpisodeWriter):
         try:
             self.partial.parent.mkdir(parents=True, exist_ok=True)
             self._writer = Writer(self.partial, version=9, storage_plugin=StoragePlugin.MCAP)
+            if compression == "zstd":
+                self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
             self._writer.open()
         except (OSError, Exception) as exc:
             raise NsmError(f"cannot write the bag {self.partial}: {exc}; choose a writable output folder") from None
         add = self._writer.add_connection
         self._state = add(f"{ns}/joint_states", JOINT_STATE, typestore=self._ts)
         self._command = add(f"{ns}/joint_commands", JOINT_STATE, typestore=self._ts)
-        self._images = {cam: add(f"{ns}/camera/{cam}/image_raw", IMAGE, typestore=self._ts) for cam in cameras}
+        if self._jpeg:
+            self._images = {cam: add(f"{ns}/camera/{cam}/image_raw/compressed", COMPRESSED, typestore=self._ts)
+                            for cam in cameras}
+        else:
+            self._images = {cam: add(f"{ns}/camera/{cam}/image_raw", IMAGE, typestore=self._ts) for cam in cameras}
         self._start()
 
     def _header(self, stamp_ns: int, frame_id: str = ""):
@@ -63,9 +83,15 @@ class McapEpisodeWriter(BackgroundEpisodeWriter):
         write(self._state, stamp, serialize(self._joint_state(stamp, frame.qpos, frame.qvel), JOINT_STATE))
         write(self._command, stamp, serialize(self._joint_state(stamp, frame.action), JOINT_STATE))
         for cam, connection in self._images.items():
-            image = frame.images[cam]
+            image, header = frame.images[cam], self._header(stamp, f"{cam}_camera")
+            if self._jpeg:  # image_transport's format string: the JPEG holds bgr8, the source was rgb8
+                ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                                        [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+                msg = self._types[COMPRESSED](header=header, format="rgb8; jpeg compressed bgr8", data=jpeg.reshape(-1))
+                write(connection, stamp, serialize(msg, COMPRESSED))
+                continue
             h, w, _ = image.shape
-            msg = self._types[IMAGE](header=self._header(stamp, f"{cam}_camera"), height=h, width=w, encoding="rgb8",
+            msg = self._types[IMAGE](header=header, height=h, width=w, encoding="rgb8",
                                      is_bigendian=0, step=w * 3, data=np.ascontiguousarray(image).reshape(-1))
             write(connection, stamp, serialize(msg, IMAGE))
 

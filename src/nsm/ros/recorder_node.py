@@ -22,11 +22,15 @@ from nsm.ros.node_main import COMMANDS_QOS, SENSOR_QOS, declare, main_for
 class RecorderNode(Node):
     def __init__(self):
         super().__init__("recorder_node")
-        p = declare(self, robot="so101", out="runs/episodes", cameras=["front"], sim=True, policy="unknown")
+        p = declare(self, robot="so101", out="runs/episodes", cameras=["front"], sim=True, policy="unknown",
+                    compression="none")
         self.contract = load_contract(p.robot)
         self.names = self.contract.joint_names
         self.cameras = [self.contract.camera(c).name for c in p.cameras]
         self.out, self.sim, self.policy = Path(p.out), p.sim, p.policy
+        if p.compression not in ("none", "lzf"):
+            raise NsmError(f"recorder_node: unknown compression '{p.compression}'; use none or lzf")
+        self.compression = None if p.compression == "none" else p.compression
         self.writer: Hdf5EpisodeWriter | None = None
         self.state: JointState | None = None
         self.images: dict[str, np.ndarray] = {}
@@ -66,7 +70,7 @@ class RecorderNode(Node):
             return response
         try:
             self.writer = Hdf5EpisodeWriter(next_episode_path(self.out), self.contract, self.cameras,
-                                            sim=self.sim, policy=self.policy)
+                                            sim=self.sim, policy=self.policy, compression=self.compression)
         except NsmError as exc:
             response.success, response.message = False, str(exc)
             return response
