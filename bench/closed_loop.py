@@ -58,15 +58,19 @@ def main() -> None:
 
     collect_dir, model = args.work / "collect", args.work / "act"
     results: dict = {"anchors": ANCHORS}
-    if not (collect_dir / "lerobot" / "meta" / "info.json").exists():
+    info = collect_dir / "lerobot" / "meta" / "info.json"
+    if not info.exists():
         started = time.monotonic()
         c = Collector(args.demos, collect_dir).run()
         results["collection"] = {"episodes": len(c.summary.episodes), "successful": len(c.kept),
                                  "seconds": round(time.monotonic() - started, 1)}
         print(f"collected {len(c.kept)}/{len(c.summary.episodes)} successful demos")
+    meta = json.loads(info.read_text())
+    results["dataset"] = {"episodes": meta["total_episodes"], "frames": meta["total_frames"], "fps": meta["fps"],
+                          "seeds": f"0..{meta['total_episodes'] - 1}"}
     if not (model / "model.safetensors").exists():
-        r = train_act(collect_dir / "lerobot", model, steps=args.steps, batch_size=args.batch_size,
-                      on_progress=lambda s, n, loss: print(f"\rtrain step {s}/{n} loss {loss:.3f}", end="", flush=True))
+        train_act(collect_dir / "lerobot", model, steps=args.steps, batch_size=args.batch_size,
+                  on_progress=lambda s, n, loss: print(f"\rtrain step {s}/{n} loss {loss:.3f}", end="", flush=True))
         print()
     results["training"] = json.loads((model / "training" / "train.json").read_text())
     seeds = range(EVAL_SEED, EVAL_SEED + args.eval)

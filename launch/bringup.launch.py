@@ -61,5 +61,6 @@ def generate_launch_description():
     return LaunchDescription([
         *(DeclareLaunchArgument(name, default_value=default, description=doc) for name, (default, doc) in ARGUMENTS.items()),
         OpaqueFunction(function=_nodes),
-        Node(package="rviz2", executable="rviz2", condition=IfCondition(LaunchConfiguration("use_rviz"))),
+        Node(package="rviz2", executable="rviz2", condition=IfCondition(LaunchConfiguration("use_rviz")),
+             arguments=["-d", str(Path(get_package_share_directory("nsm")) / "config" / "nsm.rviz")]),
     ])

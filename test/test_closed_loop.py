@@ -57,6 +57,19 @@ def test_training_refuses_an_empty_or_foreign_folder_before_starting(tmp_path):
     assert not (tmp_path / "model").exists()
 
 
+def test_training_refuses_a_dataset_of_another_robot(dataset, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(dataset, other)
+    info = json.loads((other / "meta" / "info.json").read_text())
+    info["features"]["observation.state"]["names"][0] = "base_yaw"
+    (other / "meta" / "info.json").write_text(json.dumps(info))
+    with pytest.raises(NsmError, match="has joints .*base_yaw.* robot so101 has"):
+        train_act(other, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
 def test_a_model_for_other_cameras_is_refused_before_anything_moves(tmp_path):
     from nsm.policy.init import init_act
 

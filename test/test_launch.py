@@ -71,3 +71,23 @@ def test_urdf_for_robot_state_publisher_has_the_contract_joints(contract):
     for name in contract.joint_names:
         assert f'<joint name="{name}"' in urdf
     assert 'filename="file:///' in urdf and 'filename="assets/' not in urdf
+
+
+def test_remote_db_bridge_launch_starts_only_the_bridge_with_its_parameters():
+    tree = launch_tree("remote_db_bridge.launch.py")
+    assert node_calls(tree) == [("nsm", "db_bridge_node")]
+    assert set(literal(tree, "ARGUMENTS")) == {"namespace", "db_url", "robot_id"}
+    assert "db_bridge.yaml" in (ROOT / "launch" / "remote_db_bridge.launch.py").read_text()
+
+
+def test_rviz_config_shows_the_robot_model_and_every_camera_of_the_contract(contract):
+    rviz = yaml.safe_load((ROOT / "config" / "nsm.rviz").read_text())
+    displays = {d["Class"].rsplit("/", 1)[1]: d for d in rviz["Visualization Manager"]["Displays"]}
+    assert displays["RobotModel"]["Description Topic"]["Value"] == "/nsm/robot_description"
+    images = [d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"] if d["Class"].endswith("/Image")]
+    assert images == [f"/nsm/camera/{c.name}/image_raw" for c in contract.cameras]
+    from nsm.sim.scene import urdf_xml
+
+    # the fixed frame is the URDF's root link, and bringup opens RViz with this file
+    assert f'<link name="{rviz["Visualization Manager"]["Global Options"]["Fixed Frame"]}"' in urdf_xml()
+    assert "nsm.rviz" in (ROOT / "launch" / "bringup.launch.py").read_text()

@@ -318,6 +318,7 @@ def train(
     device: Annotated[str, typer.Option(help="auto (cuda when there is one), cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Training seed.")] = 1000,
     workers: Annotated[int, typer.Option(help="Data-loading worker processes (0: in the training process).", min=0)] = 0,
+    robot: Annotated[str, typer.Option(help="Robot contract the dataset must match (joints, cameras, image sizes).")] = "so101",
 ) -> None:
     """Train ACT on a LeRobotDataset with LeRobot's own training script (`lerobot-train`), offline.
 
@@ -332,7 +333,8 @@ def train(
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task("train", total=steps, loss="-")
             result = train_act(dataset, out, repo_id, preset, steps, batch_size, device, seed, workers,
-                               lambda s, total, loss: progress.update(task, completed=s, total=total, loss=f"{loss:.3f}"))
+                               lambda s, total, loss: progress.update(task, completed=s, total=total, loss=f"{loss:.3f}"),
+                               robot)
     Console().print(f"trained ACT for {result.steps} steps in {result.seconds / 60:.1f} min on {result.device} "
                     f"({result.dataset_episodes} episodes, {result.dataset_frames} frames), final loss "
                     f"{result.final_loss:.3f}: {result.model} (loss curve: {result.model / 'training' / 'loss.png'})")

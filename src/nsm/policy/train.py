@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nsm.contract import RobotContract, load_contract
 from nsm.errors import NsmError
 from nsm.policy.init import SMALL
 from nsm.policy.model_dir import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
@@ -44,8 +45,9 @@ class TrainResult:
     dataset_frames: int
 
 
-def dataset_features(root: Path, repo_id: str):
-    """The dataset's metadata, or one error that says what is wrong with it."""
+def dataset_features(root: Path, repo_id: str, contract: RobotContract | None = None):
+    """The dataset's metadata, or one error that says what is wrong with it (also: recorded
+    for another robot than `contract` — the trained policy could not drive this one)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
     if not (root / "meta" / "info.json").is_file():
@@ -59,6 +61,18 @@ def dataset_features(root: Path, repo_id: str):
         raise NsmError(f"dataset {root} lacks {', '.join(missing)}; ACT needs the joint state and the action")
     if not any(k.startswith(IMAGE_PREFIX) for k in meta.features):
         raise NsmError(f"dataset {root} has no camera (observation.images.*); ACT needs at least one")
+    if contract is not None:
+        names = list(meta.features[STATE_KEY].get("names") or [])
+        if names != contract.joint_names:
+            raise NsmError(f"dataset {root} has joints {names}, robot {contract.robot} has {contract.joint_names}; "
+                           "train on episodes of this robot or pass its --robot")
+        for key, feature in meta.features.items():
+            if key.startswith(IMAGE_PREFIX):
+                cam, (h, w) = key.removeprefix(IMAGE_PREFIX), tuple(feature["shape"][:2])
+                spec = contract.camera(cam)  # an unknown camera is an error naming the known ones
+                if (h, w) != (spec.height, spec.width):
+                    raise NsmError(f"dataset {root}: camera {cam} is {w}x{h}, robot {contract.robot}'s is "
+                                   f"{spec.width}x{spec.height}; the policy would not fit the robot's images")
     return meta
 
 
@@ -87,13 +101,14 @@ def pick_device(device: str) -> str:
 
 def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place", preset: str = "cpu",
               steps: int | None = None, batch_size: int | None = None, device: str = "auto", seed: int = 1000,
-              num_workers: int = 0, on_progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
+              num_workers: int = 0, on_progress: Callable[[int, int, float], None] | None = None,
+              robot: str = "so101") -> TrainResult:
     """Train ACT on `dataset` into the policy folder `out`; `on_progress(step, steps, loss)` per log line."""
     if preset not in PRESETS:
         raise NsmError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
     if out.exists() and any(out.iterdir()):
         raise NsmError(f"{out} is not empty; choose a new folder for the model")
-    meta = dataset_features(dataset, repo_id)
+    meta = dataset_features(dataset, repo_id, load_contract(robot))
     steps = steps or PRESETS[preset]["steps"]
     batch_size = batch_size or PRESETS[preset]["batch_size"]
     device = pick_device(device)
