@@ -20,6 +20,7 @@ from nsm.errors import NsmError
 
 LEROBOT_JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 LOAD_FULL_SCALE = 1000.0  # Present_Load is in 0.1 % of the stall torque
+CONNECT_ATTEMPTS = 3
 
 
 def serial_ports() -> list[str]:
@@ -47,16 +48,27 @@ class So101Arm:
         self.contract = contract
         self.robot = SOFollower(SOFollowerRobotConfig(port=port, id=calibration.stem,
                                                       calibration_dir=calibration.parent, use_degrees=True))
-        try:
-            self.robot.connect(calibrate=False)  # handshake (every motor answers), PID and limits configured
-        except (ConnectionError, RuntimeError) as exc:
-            raise NsmError(f"SO-101 on {port}: {exc}") from None
         self.bus = self.robot.bus
+        self._connect(port)
         if not self.bus.is_calibrated:  # the motors hold another calibration: write this arm's file
             self.bus.write_calibration(self.robot.calibration)
         self._gripper_range = (contract.joints[-1].lower, contract.joints[-1].upper)
         self._last: tuple[np.ndarray, float] | None = None
         self.torque_on = True
+
+    def _connect(self, port: str) -> None:
+        """Handshake (every motor answers), PID and limits configured. LeRobot reads the
+        calibration registers once each without retrying; one lost status packet (a busy
+        host, a noisy bus) would fail the whole start, so the connect is retried."""
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                self.robot.connect(calibrate=False)
+                return
+            except (ConnectionError, RuntimeError) as exc:
+                if self.bus.is_connected:
+                    self.bus.disconnect(disable_torque=False)
+                if attempt == CONNECT_ATTEMPTS or "Missing motor IDs" in str(exc):  # a silent motor stays silent
+                    raise NsmError(f"SO-101 on {port}: {exc}") from None
 
     def _to_contract(self, values: dict[str, float]) -> np.ndarray:
         position = np.radians([values[name] for name in LEROBOT_JOINTS[:-1]])
