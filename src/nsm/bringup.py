@@ -1,0 +1,78 @@
+"""What `ros2 launch nsm bringup.launch.py` starts, as plain data.
+
+The launch file turns `plan(...)` into launch_ros Nodes; the system test starts the same
+plan as processes (each node's console script with the same parameter files and
+overrides). One source, so the test cannot drift from what a robot runs. ROS-free: the
+launch file imports it from the installed package.
+"""
+from dataclasses import dataclass, field
+
+from nsm.errors import NsmError
+
+# executable -> its parameter file in config/ (the static launch test checks both)
+NODE_PARAMS = {
+    "camera_node": "camera.yaml",
+    "arm_driver_node": "arm_driver.yaml",
+    "policy_node": "policy.yaml",
+    "recorder_node": "recorder.yaml",
+    "db_bridge_node": "db_bridge.yaml",
+}
+
+# launch argument -> (default, description)
+ARGUMENTS = {
+    "namespace": ("/nsm", "namespace of every topic of this robot"),
+    "sim": ("true", "true: MuJoCo arm and rendered cameras; false: the real SO-101 and USB cameras"),
+    "cameras": ("front,wrist", "comma-separated camera names from the robot contract"),
+    "devices": ("/dev/video0,/dev/video2", "sim:=false: V4L2 device per camera, in the order of `cameras`"),
+    "port": ("/dev/ttyACM0", "sim:=false: the arm's serial port"),
+    "calibration": ("", "sim:=false: LeRobot's calibration JSON of the arm"),
+    "model_path": ("", "LeRobot policy folder; empty: the scripted waypoint expert"),
+    "backend": ("onnxruntime", "policy backend: torch | onnxruntime | tensorrt"),
+    "record": ("true", "start the recorder (episodes on recorder/start_episode, HDF5 + MCAP)"),
+    "seed": ("0", "cube placement of the simulated scene"),
+    "db_url": ("sqlite:///runs/telemetry.db", "telemetry database URL, or http(s) URL of `nsm serve`"),
+    "robot_id": ("sim01", "robot_id of the telemetry rows"),
+    "use_rviz": ("false", "start RViz with config/nsm.rviz"),
+}
+
+
+@dataclass(frozen=True)
+class NodeLaunch:
+    executable: str
+    name: str
+    overrides: dict = field(default_factory=dict)  # on top of config/<NODE_PARAMS[executable]>
+
+    @property
+    def params_file(self) -> str:
+        return NODE_PARAMS[self.executable]
+
+
+def _flag(name: str, value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise NsmError(f"launch argument {name}:={value} must be true or false")
+    return value.lower() == "true"
+
+
+def plan(**args: str) -> list[NodeLaunch]:
+    """The nsm nodes for these launch arguments (strings, as launch gives them; missing ones default)."""
+    unknown = set(args) - set(ARGUMENTS)
+    if unknown:
+        raise NsmError(f"unknown launch arguments {sorted(unknown)}; known: {', '.join(ARGUMENTS)}")
+    a = {name: default for name, (default, _) in ARGUMENTS.items()} | args
+    sim, record = _flag("sim", a["sim"]), _flag("record", a["record"])
+    cameras = [c.strip() for c in a["cameras"].split(",") if c.strip()]
+    devices = [d.strip() for d in a["devices"].split(",") if d.strip()]
+    if not sim and len(devices) < len(cameras):
+        raise NsmError(f"sim:=false needs a device per camera: cameras:={a['cameras']} devices:={a['devices']}")
+    seed = int(a["seed"])
+    nodes = [NodeLaunch("camera_node", f"camera_{cam}",
+                        {"camera": cam, "source": "sim", "seed": seed} if sim else
+                        {"camera": cam, "source": "opencv", "device": devices[i]})
+             for i, cam in enumerate(cameras)]
+    nodes.append(NodeLaunch("arm_driver_node", "arm_driver_node", {"backend": "sim", "seed": seed} if sim else
+                            {"backend": "so101", "port": a["port"], "calibration": a["calibration"]}))
+    nodes.append(NodeLaunch("policy_node", "policy_node", {"model_path": a["model_path"], "backend": a["backend"]}))
+    if record:
+        nodes.append(NodeLaunch("recorder_node", "recorder_node", {"cameras": cameras, "sim": sim}))
+    nodes.append(NodeLaunch("db_bridge_node", "db_bridge_node", {"db_url": a["db_url"], "robot_id": a["robot_id"]}))
+    return nodes
