@@ -2,9 +2,11 @@
 
     ros2 launch nsm bringup.launch.py                       # simulated SO-101, SQLite telemetry
     ros2 launch nsm bringup.launch.py namespace:=/ep01 cameras:=front db_url:=postgresql://...
+    ros2 launch nsm bringup.launch.py sim:=false port:=/dev/so101 calibration:=... model_path:=models/act
 
 Every node reads config/<node>.yaml (installed to share/nsm/config); launch arguments
-override single values.
+override single values. Which nodes start with which overrides is `nsm.bringup.plan`,
+shared with the system test (test/test_ros_system.py).
 """
 from pathlib import Path
 
@@ -15,45 +17,18 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-# executable -> its parameter file in config/ (checked by test/test_launch.py)
-NODE_PARAMS = {
-    "camera_node": "camera.yaml",
-    "arm_driver_node": "arm_driver.yaml",
-    "policy_node": "policy.yaml",
-    "recorder_node": "recorder.yaml",
-    "db_bridge_node": "db_bridge.yaml",
-}
-ARGUMENTS = {
-    "namespace": ("/nsm", "namespace of every topic of this robot"),
-    "cameras": ("front,wrist", "comma-separated camera names from the robot contract"),
-    "seed": ("0", "cube placement of the simulated scene"),
-    "db_url": ("sqlite:///runs/telemetry.db", "telemetry database URL"),
-    "robot_id": ("sim01", "robot_id of the telemetry rows"),
-    "use_rviz": ("false", "start RViz"),
-}
+from nsm.bringup import ARGUMENTS, NODE_PARAMS, plan  # the nsm package installed beside this file
+from nsm.sim.scene import urdf_xml
 
 
 def _nodes(context):
     config = Path(get_package_share_directory("nsm")) / "config"
-    arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    ns = arg["namespace"]
-    cameras = [c.strip() for c in arg["cameras"].split(",") if c.strip()]
-
-    def node(executable, name=None, **overrides):
-        return Node(package="nsm", executable=executable, name=name or executable, namespace=ns, output="screen",
-                    parameters=[str(config / NODE_PARAMS[executable]), overrides])
-
-    from nsm.sim.scene import urdf_xml  # nsm is installed beside this file
-
-    actions = [node("camera_node", name=f"camera_{cam}", camera=cam, seed=int(arg["seed"])) for cam in cameras]
-    actions += [
-        node("arm_driver_node", seed=int(arg["seed"])),
-        node("policy_node"),
-        node("recorder_node", cameras=cameras),
-        node("db_bridge_node", db_url=arg["db_url"], robot_id=arg["robot_id"]),
-        Node(package="robot_state_publisher", executable="robot_state_publisher", namespace=ns,
-             parameters=[{"robot_description": urdf_xml()}]),
-    ]
+    args = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS if name != "use_rviz"}
+    ns = args["namespace"]
+    actions = [Node(package="nsm", executable=n.executable, name=n.name, namespace=ns, output="screen",
+                    parameters=[str(config / NODE_PARAMS[n.executable]), n.overrides]) for n in plan(**args)]
+    actions.append(Node(package="robot_state_publisher", executable="robot_state_publisher", namespace=ns,
+                        parameters=[{"robot_description": urdf_xml()}]))
     return actions
 
 

@@ -14,6 +14,9 @@ from sqlalchemy import create_engine, text
 
 from nsm.contract import load_contract
 
+# launch_testing files need launch/launch_ros (not on PyPI): docker/Dockerfile.ros runs them
+collect_ignore = ["launch_tests"]
+
 
 @pytest.fixture(scope="session")
 def contract():

@@ -1,11 +1,16 @@
-"""Static checks of the launch file (launch/launch_ros are not on PyPI, so it is parsed,
-not run): every nsm executable it starts is a console entry point of setup.py, and every
-parameter file it names exists and sets parameters for any node name (`/**`)."""
+"""Static checks of the launch files (launch/launch_ros are not on PyPI, so they are parsed,
+not run): every nsm executable bringup starts (`nsm.bringup.plan`) is a console entry
+point of setup.py, every parameter file exists, applies to any node name (`/**`) and sets
+exactly the parameters its node declares, and every launch override is declared."""
 import ast
 import re
 from pathlib import Path
 
+import pytest
 import yaml
+
+from nsm.bringup import ARGUMENTS, NODE_PARAMS, plan
+from nsm.errors import NsmError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,29 +44,57 @@ def node_calls(tree):
     return calls
 
 
+def declared(executable: str) -> set[str]:
+    """Parameter names a node declares (the keywords of its `declare(...)` call)."""
+    tree = ast.parse((ROOT / "src" / "nsm" / "ros" / f"{executable}.py").read_text())
+    return {kw.arg for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) == "declare" for kw in node.keywords}
+
+
 def test_every_nsm_executable_is_an_entry_point():
-    tree = launch_tree()
-    started = {exe for pkg, exe in node_calls(tree) if pkg == "nsm"} | set(literal(tree, "NODE_PARAMS"))
-    assert started == {"camera_node", "arm_driver_node", "policy_node", "recorder_node", "db_bridge_node"}
+    started = {n.executable for n in plan()}
+    assert started == set(NODE_PARAMS) == {"camera_node", "arm_driver_node", "policy_node", "recorder_node",
+                                           "db_bridge_node"}
     assert started <= entry_points()
+    tree = launch_tree()
+    assert "plan(**args)" in (ROOT / "launch" / "bringup.launch.py").read_text()
     assert ("robot_state_publisher", "robot_state_publisher") in node_calls(tree)
+    assert ("rviz2", "rviz2") in node_calls(tree)
 
 
 def test_every_parameter_file_exists_and_applies_to_any_node_name():
-    for exe, filename in literal(launch_tree(), "NODE_PARAMS").items():
+    for exe, filename in NODE_PARAMS.items():
         path = ROOT / "config" / filename
         assert path.exists(), f"{exe}: {path} missing"
         params = yaml.safe_load(path.read_text())
         assert list(params) == ["/**"] and "ros__parameters" in params["/**"], path
 
 
-def test_parameter_files_match_what_the_nodes_declare():
-    for exe, filename in literal(launch_tree(), "NODE_PARAMS").items():
-        tree = ast.parse((ROOT / "src" / "nsm" / "ros" / f"{exe}.py").read_text())
-        names = {kw.arg for node in ast.walk(tree) if isinstance(node, ast.Call)
-                 and getattr(node.func, "id", None) == "declare" for kw in node.keywords}
+def test_parameter_files_and_nodes_declare_the_same_parameters():
+    for exe, filename in NODE_PARAMS.items():
         in_file = set(yaml.safe_load((ROOT / "config" / filename).read_text())["/**"]["ros__parameters"])
-        assert in_file <= names, f"{filename} sets {in_file - names}, which {exe} does not declare"
+        assert in_file == declared(exe), (f"{filename} sets {sorted(in_file - declared(exe))} which {exe} does not "
+                                          f"declare; {exe} declares {sorted(declared(exe) - in_file)} not in the file")
+
+
+@pytest.mark.parametrize("args", [{}, {"sim": "false", "cameras": "front"}, {"record": "false", "model_path": "m"}])
+def test_launch_overrides_are_declared_parameters(args):
+    nodes = plan(**args)
+    for n in nodes:
+        assert set(n.overrides) <= declared(n.executable), n
+    assert any(n.executable == "recorder_node" for n in nodes) == (args.get("record", "true") == "true")
+    if args.get("sim") == "false":
+        assert {n.overrides.get("source") for n in nodes if n.executable == "camera_node"} == {"opencv"}
+        assert next(n for n in nodes if n.executable == "arm_driver_node").overrides["backend"] == "so101"
+
+
+def test_launch_arguments_are_declared_and_bad_values_refused():
+    assert "DeclareLaunchArgument(name" in (ROOT / "launch" / "bringup.launch.py").read_text()
+    assert {"sim", "cameras", "model_path", "backend", "record", "db_url", "namespace", "use_rviz"} <= set(ARGUMENTS)
+    with pytest.raises(NsmError, match="sim:=maybe must be true or false"):
+        plan(sim="maybe")
+    with pytest.raises(NsmError, match="unknown launch arguments"):
+        plan(camera="front")
 
 
 def test_urdf_for_robot_state_publisher_has_the_contract_joints(contract):
@@ -91,3 +124,21 @@ def test_rviz_config_shows_the_robot_model_and_every_camera_of_the_contract(cont
     # the fixed frame is the URDF's root link, and bringup opens RViz with this file
     assert f'<link name="{rviz["Visualization Manager"]["Global Options"]["Fixed Frame"]}"' in urdf_xml()
     assert "nsm.rviz" in (ROOT / "launch" / "bringup.launch.py").read_text()
+
+
+def test_rqt_perspective_shows_every_camera_the_joints_and_diagnostics(contract):
+    import ast as python_ast
+    import json
+
+    perspective = json.loads((ROOT / "config" / "nsm.perspective").read_text())["groups"]["pluginmanager"]
+    running = python_ast.literal_eval(perspective["keys"]["running-plugins"]["repr"])
+    assert {"rqt_runtime_monitor/RuntimeMonitor", "rqt_plot/Plot", "rqt_service_caller/ServiceCaller"} <= set(running)
+
+    def settings(plugin_id, instance):
+        keys = perspective["groups"][f"plugin__{plugin_id.replace('/', '__')}__{instance}"]["groups"]["plugin"]["keys"]
+        return {k: python_ast.literal_eval(v["repr"]) for k, v in keys.items()}
+
+    images = [settings("rqt_image_view/ImageView", i)["topic"] for i in running["rqt_image_view/ImageView"]]
+    assert images == [f"/nsm/camera/{c.name}/image_raw" for c in contract.cameras]
+    plotted = settings("rqt_plot/Plot", running["rqt_plot/Plot"][0])["topics"]
+    assert plotted == [f"/nsm/joint_states/position[{i}]" for i in range(len(contract.joints))]

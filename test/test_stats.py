@@ -1,6 +1,6 @@
 import pytest
 
-from nsm.stats import wilson_interval
+from nsm.stats import RateMeter, wilson_interval
 
 
 def test_wilson_interval_matches_published_values():
@@ -15,3 +15,16 @@ def test_wilson_interval_matches_published_values():
 def test_wilson_interval_refuses_no_trials():
     with pytest.raises(ValueError):
         wilson_interval(0, 0)
+
+
+def test_rate_meter_reports_the_recent_rate_and_zero_after_a_stream_stops():
+    meter = RateMeter(window=2.0)
+    assert meter.rate(0.0) == 0.0 and meter.age(0.0) is None
+    for i in range(91):  # 30 Hz for 3 s
+        meter.tick(i / 30)
+    assert meter.rate(3.0) == pytest.approx(30.0, rel=0.02)
+    assert meter.count == 91 and meter.age(3.5) == pytest.approx(0.5)
+    for i in range(1, 11):  # then 5 Hz for 2 s
+        meter.tick(3.0 + i / 5)
+    assert meter.rate(5.0) == pytest.approx(5.0, rel=0.25)  # the window still holds the tail of 30 Hz
+    assert meter.rate(5.0 + 2.5) == 0.0  # stopped

@@ -1,22 +1,26 @@
-"""camera_node: one camera, publishing `camera/<name>/image_raw` (rgb8) at its rate.
+"""camera_node: one camera, publishing `camera/<name>/image_raw` (rgb8) at its rate, with
+`camera_info` and, while anyone subscribes, `image_raw/compressed` (JPEG, image_transport's name).
 
 Sources: `sim` renders the MuJoCo scene posed from `joint_states` (kinematics only: the
 physics runs in the arm driver); `opencv` reads a V4L2 device (`device`: index or
 /dev/videoN); `video` replays a file (`path`) in real time, looping. Capture runs on the
-camera's own thread; the timer publishes each new frame once.
+camera's own thread; the timer publishes each new frame once. /diagnostics: published
+rate, capture rate, capture slots the source missed, and frame age at publishing.
 """
+import time
 from pathlib import Path
 
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 
 from nsm.camera.opencv import OpenCVCamera, VideoFileCamera
 from nsm.camera.sim import SimCamera
 from nsm.contract import load_contract
 from nsm.errors import NsmError
 from nsm.ros import convert
-from nsm.ros.node_main import COMMANDS_QOS, SENSOR_QOS, declare, main_for
+from nsm.ros.node_main import COMMANDS_QOS, OK, SENSOR_QOS, WARN, declare, main_for, publish_diagnostics, rate_values
 from nsm.sim.scene import SimScene
+from nsm.stats import RateMeter
 
 SOURCES = ("sim", "opencv", "video")
 
@@ -30,19 +34,28 @@ class CameraNode(Node):
         self.contract = load_contract(p.robot)
         spec = self.contract.camera(p.camera)
         self.scene: SimScene | None = None
+        fovy = None
         if p.source == "sim":
             self.scene = SimScene(self.contract, p.seed)
             camera = SimCamera(self.scene, spec)
+            fovy = self.scene.camera_fovy(spec.name)
         elif p.source == "opencv":
             camera = OpenCVCamera(spec, int(p.device) if p.device.isdigit() else p.device)
         else:
             camera = VideoFileCamera(spec, Path(p.path))
         self.camera = camera.start()
         self.frame_id = f"{spec.name}_camera"
+        self.spec, self.fovy = spec, fovy
         self.last_seq = -1
-        self.pub_image = self.create_publisher(Image, f"camera/{spec.name}/image_raw", SENSOR_QOS)
+        self.published = RateMeter()
+        self.frame_age = 0.0  # s from capture to publishing, last frame
+        topic = f"camera/{spec.name}/image_raw"
+        self.pub_image = self.create_publisher(Image, topic, SENSOR_QOS)
+        self.pub_compressed = self.create_publisher(CompressedImage, f"{topic}/compressed", SENSOR_QOS)
+        self.pub_info = self.create_publisher(CameraInfo, f"camera/{spec.name}/camera_info", SENSOR_QOS)
         self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
         self.create_timer(1.0 / spec.fps, self.tick)
+        publish_diagnostics(self, self.report)
 
     def on_joint_states(self, msg: JointState) -> None:
         if self.scene is None:
@@ -57,7 +70,20 @@ class CameraNode(Node):
         if frame is not None and frame.seq != self.last_seq:
             self.last_seq = frame.seq
             stamp = self.get_clock().now().nanoseconds * 1e-9
+            self.frame_age = time.monotonic() - frame.stamp
             self.pub_image.publish(convert.image_to_msg(frame.image, stamp, self.frame_id))
+            self.pub_info.publish(convert.camera_info_msg(self.spec.width, self.spec.height, stamp, self.frame_id,
+                                                          self.fovy))
+            if self.pub_compressed.get_subscription_count():  # JPEG only for someone watching
+                self.pub_compressed.publish(convert.image_to_compressed_msg(frame.image, stamp, self.frame_id))
+            self.published.tick(stamp)
+
+    def report(self, now: float):
+        rate = self.published.rate(now)
+        level, message = (OK, "ok") if rate >= 0.8 * self.spec.fps else (WARN, f"publishing {rate:.1f} of {self.spec.fps:g} fps")
+        return level, message, {**rate_values("published", self.published, now),
+                                "capture_hz": round(self.camera.measured_fps, 2), "dropped": self.camera.dropped,
+                                "frame_age_ms": round(1000 * self.frame_age, 1)}
 
     def destroy_node(self) -> None:
         self.camera.stop()

@@ -2,12 +2,19 @@
 
 Images: `msg.data = array.tobytes()` is the fast path into rclpy (a memoryview or numpy
 array for uint8[] goes element by element); on receive `np.frombuffer(msg.data)` is
-zero-copy.
+zero-copy. CompressedImage follows image_transport's `compressed` plugin (JPEG of bgr8,
+format "rgb8; jpeg compressed bgr8"), so `rqt_image_view` and Foxglove show it.
+
+Every message built here exists with the same fields in ROS 2 Humble (test_ros_convert
+checks against the `rosbags` Humble typestore), so a Humble machine can subscribe.
 """
+import math
+
+import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from sensor_msgs.msg import BatteryState, Image, JointState
+from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image, JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -32,9 +39,43 @@ def image_to_msg(image: np.ndarray, stamp: float, frame_id: str) -> Image:
 
 
 def msg_to_image(msg: Image) -> np.ndarray:
-    if msg.encoding != "rgb8":
-        raise NsmError(f"image encoding '{msg.encoding}' is not supported; publish rgb8")
-    return np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+    """(H, W, 3) RGB; rgb8 without a copy, bgr8 (what most USB camera drivers publish) converted."""
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise NsmError(f"image encoding '{msg.encoding}' is not supported; publish rgb8 or bgr8")
+    if msg.step != msg.width * 3 or len(msg.data) != msg.height * msg.step:
+        raise NsmError(f"image of {len(msg.data)} bytes does not match {msg.width}x{msg.height} {msg.encoding} "
+                       f"(step {msg.step}); publish packed rows")
+    image = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+    return image if msg.encoding == "rgb8" else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def image_to_compressed_msg(image: np.ndarray, stamp: float, frame_id: str, quality: int = 90) -> CompressedImage:
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise NsmError(f"JPEG encoding failed for an image of shape {image.shape}")
+    return CompressedImage(header=Header(stamp=to_time(stamp), frame_id=frame_id),
+                           format="rgb8; jpeg compressed bgr8", data=jpeg.tobytes())
+
+
+def compressed_msg_to_image(msg: CompressedImage) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise NsmError(f"compressed image (format '{msg.format}') does not decode; publish JPEG or PNG")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def camera_info_msg(width: int, height: int, stamp: float, frame_id: str, fovy_deg: float | None = None) -> CameraInfo:
+    """Pinhole intrinsics from the vertical field of view (the simulated cameras'); without
+    one K stays zero, ROS's "uncalibrated" (a real camera's calibration belongs to camera_calibration)."""
+    info = CameraInfo(header=Header(stamp=to_time(stamp), frame_id=frame_id), width=width, height=height,
+                      distortion_model="plumb_bob", d=[0.0] * 5)
+    if fovy_deg is not None:
+        f = 0.5 * height / math.tan(math.radians(fovy_deg) / 2)
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        info.k = [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0]
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
 
 
 def joint_state_to_msg(names: list[str], stamp: float, position, velocity=None, effort=None) -> JointState:
@@ -46,8 +87,9 @@ def joint_state_to_msg(names: list[str], stamp: float, position, velocity=None, 
 
 def msg_to_positions(msg: JointState, names: list[str]) -> np.ndarray:
     """Positions in contract order; a message with other joints is an error, never reordered silently."""
-    if list(msg.name) != list(names):
-        raise NsmError(f"joint_states has joints {list(msg.name)}, expected {list(names)}")
+    if list(msg.name) != list(names) or len(msg.position) != len(names):
+        raise NsmError(f"JointState with joints {list(msg.name)} and {len(msg.position)} positions, "
+                       f"expected {list(names)}")
     return np.asarray(msg.position, float)
 
 
@@ -70,6 +112,11 @@ def msg_to_chunk(msg: JointTrajectory, names: list[str]) -> tuple[float, np.ndar
 def battery_to_msg(voltage: float, current: float, percentage: float, stamp: float) -> BatteryState:
     return BatteryState(header=Header(stamp=to_time(stamp)), voltage=voltage, current=-current, percentage=percentage,
                         power_supply_status=BatteryState.POWER_SUPPLY_STATUS_DISCHARGING, present=True)
+
+
+def battery_from_msg(msg: BatteryState) -> dict:
+    """The telemetry payload of a BatteryState (percent, V, A drawn)."""
+    return {"value": 100.0 * msg.percentage, "unit": "percent", "voltage": msg.voltage, "current": -msg.current}
 
 
 def diagnostics_msg(name: str, values: dict, stamp: float, level: int = 0, message: str = "ok") -> DiagnosticArray:

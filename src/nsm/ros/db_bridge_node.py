@@ -2,14 +2,17 @@
 remote ingest service (`db_url` = its http(s) URL, token in BACKEND_API_TOKEN).
 
 The TelemetryWriter never blocks the callbacks: rows are batched in its own process and
-spooled to disk while the database is unreachable.
+spooled to disk while the database is unreachable. /diagnostics: rows logged per stream,
+rows waiting in this process for the writer, rows dropped (buffer full).
 """
 from pathlib import Path
 
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, JointState
 
-from nsm.ros.node_main import COMMANDS_QOS, declare, main_for
+from nsm.ros import convert
+from nsm.ros.node_main import COMMANDS_QOS, OK, WARN, declare, main_for, publish_diagnostics, rate_values
+from nsm.stats import RateMeter
 from nsm.telemetry.writer import open_writer
 
 
@@ -18,16 +21,29 @@ class DbBridgeNode(Node):
         super().__init__("db_bridge_node")
         p = declare(self, db_url="sqlite:///runs/telemetry.db", robot_id="sim01", spool_dir="runs/telemetry-spool")
         self.writer = open_writer(p.db_url, p.robot_id, Path(p.spool_dir))
+        self.rates = {"joint_states": RateMeter(), "battery": RateMeter()}
         self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
         self.create_subscription(BatteryState, "battery", self.on_battery, COMMANDS_QOS)
+        publish_diagnostics(self, self.report)
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
 
     def on_joint_states(self, msg: JointState) -> None:
         self.writer.log("joint_states", {"name": list(msg.name), "position": list(msg.position),
                                          "velocity": list(msg.velocity), "effort": list(msg.effort)})
+        self.rates["joint_states"].tick(self.now())
 
     def on_battery(self, msg: BatteryState) -> None:
-        self.writer.log("battery", {"value": 100.0 * msg.percentage, "unit": "percent",
-                                    "voltage": msg.voltage, "current": -msg.current})
+        self.writer.log("battery", convert.battery_from_msg(msg))
+        self.rates["battery"].tick(self.now())
+
+    def report(self, now: float):
+        values = {k: v for name, meter in self.rates.items() for k, v in rate_values(name, meter, now).items()}
+        values |= {"waiting_bytes": self.writer.backlog_bytes, "dropped_rows": self.writer.stats.dropped}
+        if self.writer.stats.dropped:
+            return WARN, f"{self.writer.stats.dropped} rows dropped: the writer process falls behind", values
+        return OK, "ok", values
 
     def destroy_node(self) -> None:
         self.writer.close()

@@ -10,14 +10,37 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from nsm.errors import NsmError
+from nsm.ros import convert
 
 COMMANDS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # chunks, commands, states
 SENSOR_QOS = qos_profile_sensor_data  # images: best effort, keep last 5
+OK, WARN, ERROR = (int.from_bytes(level) for level in (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR))
+DiagnosticReport = tuple[int, str, dict]  # (level, message, key -> value)
+
+
+def publish_diagnostics(node: Node, report: Callable[[float], DiagnosticReport], period: float = 1.0) -> None:
+    """Publish `report(now)` on /diagnostics every `period` s under the node's full name, the
+    way diagnostic_updater does (rqt_robot_monitor and `ros2 topic echo /diagnostics` read it)."""
+    pub = node.create_publisher(DiagnosticArray, "/diagnostics", COMMANDS_QOS)
+    name = node.get_fully_qualified_name()
+
+    def tick() -> None:
+        now = node.get_clock().now().nanoseconds * 1e-9
+        level, message, values = report(now)
+        pub.publish(convert.diagnostics_msg(name, values, now, level, message))
+
+    node.create_timer(period, tick)
+
+
+def rate_values(prefix: str, meter, now: float) -> dict:
+    """`<prefix>_hz` and `<prefix>_count` of a RateMeter, for a diagnostics report."""
+    return {f"{prefix}_hz": round(meter.rate(now), 2), f"{prefix}_count": meter.count}
 
 
 def declare(node: Node, **defaults) -> SimpleNamespace:

@@ -4,6 +4,8 @@
 `camera/<name>/image_raw` for every camera the policy needs); empty = the scripted expert. The AsyncChunkRuntime decides when a new chunk is due (its shadow queue runs low) and runs
 the policy on its worker; each chunk is published on `action_chunk` stamped with the time
 of the observation it was computed from, so the arm driver aligns it by control step.
+/diagnostics: input rates (joint_states, each camera), chunks published, inference
+latency (last, p50, max), observations refused as too old, and the last inference error.
 """
 import numpy as np
 from rclpy.node import Node
@@ -16,9 +18,10 @@ from nsm.policy.base import Observation
 from nsm.policy.lerobot_policy import LeRobotChunkPolicy
 from nsm.policy.runtime import AsyncChunkRuntime
 from nsm.ros import convert
-from nsm.ros.node_main import COMMANDS_QOS, SENSOR_QOS, declare, main_for
+from nsm.ros.node_main import (COMMANDS_QOS, ERROR, OK, SENSOR_QOS, WARN, declare, main_for, publish_diagnostics,
+                               rate_values)
 from nsm.sim.expert import WaypointExpert
-
+from nsm.stats import RateMeter
 
 
 class PolicyNode(Node):
@@ -40,11 +43,13 @@ class PolicyNode(Node):
                                          on_chunk=self.publish_chunk, clock=self.now).start()
         self.latest: tuple[float, np.ndarray] | None = None
         self.t0: float | None = None
+        self.rates = {"joint_states": RateMeter(), "chunks": RateMeter(), **{cam: RateMeter() for cam in self.cameras}}
         self.pub_chunk = self.create_publisher(JointTrajectory, "action_chunk", COMMANDS_QOS)
         self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
         for cam in self.cameras:
             self.create_subscription(Image, f"camera/{cam}/image_raw", lambda m, c=cam: self.on_image(c, m), SENSOR_QOS)
         self.create_timer(self.contract.period, self.tick)
+        publish_diagnostics(self, self.report)
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -52,12 +57,14 @@ class PolicyNode(Node):
     def on_joint_states(self, msg: JointState) -> None:
         try:
             self.latest = (convert.from_time(msg.header.stamp), convert.msg_to_positions(msg, self.names))
+            self.rates["joint_states"].tick(self.now())
         except NsmError as exc:
             self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
 
     def on_image(self, camera: str, msg: Image) -> None:
         try:
             self.images[camera] = convert.msg_to_image(msg)
+            self.rates[camera].tick(self.now())
         except NsmError as exc:
             self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
 
@@ -73,6 +80,22 @@ class PolicyNode(Node):
 
     def publish_chunk(self, chunk: np.ndarray, obs: Observation) -> None:
         self.pub_chunk.publish(convert.chunk_to_msg(self.names, chunk, obs.stamp, self.contract.period))
+        self.rates["chunks"].tick(self.now())
+
+    def report(self, now: float):
+        latencies = np.array(self.runtime.latencies[-100:]) * 1000
+        values = {k: v for name, meter in self.rates.items() for k, v in rate_values(name, meter, now).items()}
+        values |= {"inference_ms_last": round(latencies[-1], 1) if len(latencies) else "none",
+                   "inference_ms_p50": round(float(np.median(latencies)), 1) if len(latencies) else "none",
+                   "inference_ms_max": round(float(latencies.max()), 1) if len(latencies) else "none",
+                   "stale_observations": self.runtime.stale_observations, "bad_chunks": self.runtime.bad_chunks,
+                   "error": str(self.runtime.error or "")}
+        if self.runtime.error is not None:
+            return ERROR, f"inference failed: {self.runtime.error}", values
+        missing = [name for name in ("joint_states", *self.cameras) if self.rates[name].rate(now) == 0]
+        if missing:
+            return WARN, f"waiting for {', '.join(missing)}", values
+        return OK, "ok", values
 
     def destroy_node(self) -> None:
         self.runtime.stop()

@@ -1,8 +1,14 @@
-"""recorder_node: HDF5 episodes from the live topics, started and stopped by service.
+"""recorder_node: episodes from the live topics, started and stopped by service.
 
 One frame per `joint_commands` message (one per control tick): the command is the
 `action`, the newest `joint_states` the observation, the newest image of each camera the
-images. Services `recorder/start_episode` and `recorder/stop_episode` (std_srvs/Trigger).
+images. Each episode is an HDF5 file (`episode_<n>.hdf5`) and, with `bag: true`, a rosbag2
+MCAP bag of the same frames beside it (`episode_<n>/`), both written on their own threads.
+Services `recorder/start_episode` and `recorder/stop_episode` (std_srvs/Trigger); the stop
+answer carries the paths and the episode's audit (frames, dropped, rate vs the contract).
+
+/diagnostics: recording or idle, per-stream input rates, frames written, frames dropped,
+writer queue depth; WARN while a recording stream runs below 80% of the contract's rate.
 """
 from pathlib import Path
 
@@ -13,46 +19,61 @@ from std_srvs.srv import Trigger
 
 from nsm.contract import load_contract
 from nsm.errors import NsmError
-from nsm.recording.background import EpisodeFrame
+from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
 from nsm.recording.hdf5_writer import Hdf5EpisodeWriter, next_episode_path
+from nsm.recording.mcap_writer import IMAGE_FORMATS, McapEpisodeWriter
 from nsm.ros import convert
-from nsm.ros.node_main import COMMANDS_QOS, SENSOR_QOS, declare, main_for
+from nsm.ros.node_main import COMMANDS_QOS, OK, SENSOR_QOS, WARN, declare, main_for, publish_diagnostics, rate_values
+from nsm.stats import RateMeter
+
+COMPRESSIONS = ("none", "lzf")
 
 
 class RecorderNode(Node):
     def __init__(self):
         super().__init__("recorder_node")
         p = declare(self, robot="so101", out="runs/episodes", cameras=["front"], sim=True, policy="unknown",
-                    compression="none")
+                    compression="none", bag=True, bag_images="jpeg")
+        if p.compression not in COMPRESSIONS:
+            raise NsmError(f"recorder_node: unknown compression '{p.compression}'; use one of {', '.join(COMPRESSIONS)}")
+        if p.bag_images not in IMAGE_FORMATS:
+            raise NsmError(f"recorder_node: unknown bag_images '{p.bag_images}'; use one of {', '.join(IMAGE_FORMATS)}")
         self.contract = load_contract(p.robot)
         self.names = self.contract.joint_names
         self.cameras = [self.contract.camera(c).name for c in p.cameras]
-        self.out, self.sim, self.policy = Path(p.out), p.sim, p.policy
-        if p.compression not in ("none", "lzf"):
-            raise NsmError(f"recorder_node: unknown compression '{p.compression}'; use none or lzf")
+        self.out, self.sim, self.policy, self.bag, self.bag_images = Path(p.out), p.sim, p.policy, p.bag, p.bag_images
         self.compression = None if p.compression == "none" else p.compression
-        self.writer: Hdf5EpisodeWriter | None = None
+        self.writers: list[BackgroundEpisodeWriter] = []  # HDF5 first, then the bag; empty: idle
         self.state: JointState | None = None
         self.images: dict[str, np.ndarray] = {}
         self.t0 = 0.0
+        self.rates = {name: RateMeter() for name in ("joint_states", "joint_commands", *self.cameras)}
+        self.recorded = RateMeter()
         self.create_subscription(JointState, "joint_states", self.on_state, COMMANDS_QOS)
         self.create_subscription(JointState, "joint_commands", self.on_command, COMMANDS_QOS)
         for cam in self.cameras:
             self.create_subscription(Image, f"camera/{cam}/image_raw", lambda m, c=cam: self.on_image(c, m), SENSOR_QOS)
         self.create_service(Trigger, "recorder/start_episode", self.on_start)
         self.create_service(Trigger, "recorder/stop_episode", self.on_stop)
+        publish_diagnostics(self, self.report)
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
 
     def on_state(self, msg: JointState) -> None:
         self.state = msg
+        self.rates["joint_states"].tick(self.now())
 
     def on_image(self, camera: str, msg: Image) -> None:
         try:
             self.images[camera] = convert.msg_to_image(msg)
+            self.rates[camera].tick(self.now())
         except NsmError as exc:
-            self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
+            self.get_logger().warning(f"camera {camera}: {exc}", throttle_duration_sec=5.0)
 
     def on_command(self, msg: JointState) -> None:
-        if self.writer is None or self.state is None or set(self.images) != set(self.cameras):
+        self.rates["joint_commands"].tick(self.now())
+        if not self.writers or self.state is None or set(self.images) != set(self.cameras):
             return
         try:
             qpos = convert.msg_to_positions(self.state, self.names)
@@ -61,33 +82,75 @@ class RecorderNode(Node):
             self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
             return
         stamp = convert.from_time(msg.header.stamp)
-        self.writer.add_frame(EpisodeFrame(qpos, np.asarray(self.state.velocity, float), action, dict(self.images),
-                                           stamp - self.t0))
+        frame = EpisodeFrame(qpos, np.asarray(self.state.velocity, float), action, dict(self.images), stamp - self.t0)
+        for writer in self.writers:
+            writer.add_frame(frame)
+        self.recorded.tick(self.now())
 
     def on_start(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        if self.writer is not None:
-            response.success, response.message = False, f"already recording {self.writer.path}"
+        if self.writers:
+            response.success, response.message = False, f"already recording {self.writers[0].path}"
             return response
+        self.t0 = self.now()
+        path = next_episode_path(self.out)
         try:
-            self.writer = Hdf5EpisodeWriter(next_episode_path(self.out), self.contract, self.cameras,
-                                            sim=self.sim, policy=self.policy, compression=self.compression)
-        except NsmError as exc:
-            response.success, response.message = False, str(exc)
+            self.writers = [Hdf5EpisodeWriter(path, self.contract, self.cameras, sim=self.sim, policy=self.policy,
+                                              compression=self.compression)]
+            if self.bag:
+                self.writers.append(McapEpisodeWriter(
+                    path.with_suffix(""), self.contract, self.cameras, start_ns=int(self.t0 * 1e9),
+                    namespace=self.get_namespace(), policy=self.policy, image_format=self.bag_images))
+        except NsmError as exc:  # the bag could not open: the HDF5 file already open is closed (empty)
+            self._close_all(self.writers)
+            self.writers, response.success, response.message = [], False, str(exc)
             return response
-        self.t0 = self.get_clock().now().nanoseconds * 1e-9
-        response.success, response.message = True, str(self.writer.path)
+        self.recorded = RateMeter()
+        response.success, response.message = True, " ".join(str(w.path) for w in self.writers)
         return response
 
     def on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        if self.writer is None:
+        if not self.writers:
             response.success, response.message = False, "not recording"
             return response
-        writer, self.writer = self.writer, None
-        try:
-            response.success, response.message = True, f"{writer.close()} ({writer.frames} frames)"
-        except NsmError as exc:
-            response.success, response.message = False, str(exc)
+        seconds = self.now() - self.t0
+        writers, self.writers = self.writers, []
+        paths, errors = self._close_all(writers)
+        frames = writers[0].frames
+        rate = frames / max(seconds, 1e-9)
+        audit = f"{frames} frames, {max(w.dropped for w in writers)} dropped, {rate:.1f} of {self.contract.fps:g} fps"
+        response.success = not errors
+        response.message = "; ".join([*map(str, paths), audit, *errors])
+        if rate < 0.8 * self.contract.fps:
+            self.get_logger().warning(f"episode below its rate: {audit}")
         return response
+
+    @staticmethod
+    def _close_all(writers: list[BackgroundEpisodeWriter]) -> tuple[list[Path], list[str]]:
+        """Close every writer even if one fails: each format keeps what it wrote."""
+        paths, errors = [], []
+        for writer in writers:
+            try:
+                paths.append(writer.close())
+            except NsmError as exc:
+                errors.append(str(exc))
+        return paths, errors
+
+    def report(self, now: float):
+        values = {k: v for name, meter in self.rates.items() for k, v in rate_values(name, meter, now).items()}
+        values["recording"] = str(self.writers[0].path) if self.writers else "idle"
+        if not self.writers:
+            return OK, "idle", values
+        values |= {"frames": self.writers[0].frames, "dropped": max(w.dropped for w in self.writers),
+                   "queue_depth": max(w.queue_depth for w in self.writers), **rate_values("recorded", self.recorded, now)}
+        slow = [name for name, meter in self.rates.items() if now - self.t0 > 2 and meter.rate(now) < 0.8 * self.contract.fps]
+        if slow:
+            return WARN, f"recording below {self.contract.fps:g} Hz: {', '.join(slow)}", values
+        return OK, "recording", values
+
+    def destroy_node(self) -> None:
+        if self.writers:  # SIGINT while recording: the episode is closed, not lost
+            self._close_all(self.writers)
+        super().destroy_node()
 
 
 main = main_for(RecorderNode)

@@ -164,6 +164,10 @@ class SimScene:
         mujoco.mj_kinematics(self.model, into)
         mujoco.mj_camlight(self.model, into)
 
+    def camera_fovy(self, name: str) -> float:
+        """Vertical field of view in degrees (for the CameraInfo intrinsics)."""
+        return float(self.model.cam_fovy[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)])
+
     def set_joint_positions(self, positions: np.ndarray) -> None:
         """Pose the arm kinematically (a camera fed by joint_states, no physics)."""
         with self._lock:

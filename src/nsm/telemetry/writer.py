@@ -116,6 +116,11 @@ class TelemetryWriter:
         if self._pending_bytes >= WRITE_BYTES or time.monotonic() - self._last_ship >= WRITE_EVERY_S:
             self._ship()
 
+    @property
+    def backlog_bytes(self) -> int:
+        """Rows gathered in this process, not yet handed to the writer process."""
+        return self._pending_bytes + self._backlog_bytes
+
     def _ship(self) -> None:
         """Move the gathered rows to the backlog and as much of the backlog as one write takes to the pipe."""
         if self._pending:
