@@ -38,6 +38,9 @@ INSTALL_REQUIRES = [
     "typer>=0.12,<1",
     "rich>=13,<16",
     "matplotlib>=3.8,<4",  # loss curves, joint traces
+    "scikit-learn>=1.5,<2",  # telemetry models (battery forecast, collision risk)
+    "skl2onnx>=1.17,<2",  # ... exported to ONNX
+    "python-socketio[client]>=5.11,<6",  # the Brain Worker's link to the operators' hub
 ]
 
 # ROS 2 Jazzy client + messages from PyPI wheels (a robot with ROS installed has them).
@@ -121,6 +124,7 @@ setup(
             "policy_node = nsm.ros.policy_node:main",
             "recorder_node = nsm.ros.recorder_node:main",
             "db_bridge_node = nsm.ros.db_bridge_node:main",
+            "predictor_node = nsm.ros.predictor_node:main",
         ],
     },
 )

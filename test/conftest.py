@@ -1,5 +1,6 @@
 """Shared fixtures: the robot contract, the real PostgreSQL server of scripts/test.sh, a TCP
 proxy that can cut the database connection, and ROS 2 environment isolation."""
+import contextlib
 import os
 import shutil
 import socket
@@ -32,17 +33,48 @@ def pg_dsn():
     return dsn
 
 
-@pytest.fixture
-def pg_db(pg_dsn):
-    """A fresh, empty database on the test server; dropped afterwards."""
+@contextlib.contextmanager
+def fresh_database(pg_dsn):
+    """A new, empty database on the test server (its DSN); dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(pg_dsn.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield pg_dsn.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield pg_dsn.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_db(pg_dsn):
+    with fresh_database(pg_dsn) as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def sim_models(pg_dsn, tmp_path_factory):
+    """Telemetry models trained the way a user would: `nsm sim telemetry` into PostgreSQL
+    (4 min of robot time: whole battery packs, ~24 collisions), then `nsm ai train` for
+    each type. (database DSN, {type: model folder})."""
+    import sys
+
+    folder = tmp_path_factory.mktemp("sim_models")
+    with fresh_database(pg_dsn) as dsn:
+        env = dict(os.environ, NSM_DB_URL=dsn)
+
+        def nsm(*args):
+            done = subprocess.run([sys.executable, "-m", "nsm.cli", *args], cwd=folder, env=env, capture_output=True,
+                                  text=True, timeout=600)
+            assert done.returncode == 0, done.stdout + done.stderr
+
+        nsm("sim", "telemetry", "--robot", "EP01", "--seconds", "240", "--battery-ah", "0.03")
+        models = {kind: folder / kind for kind in ("battery", "collision")}
+        for kind, out in models.items():
+            nsm("ai", "train", "--robot", "EP01", "--type", kind, "--out", str(out))
+        yield dsn, models
 
 
 class TcpProxy:

@@ -56,8 +56,8 @@ def test_telemetry_lands_in_sqlite(demo_run):
     with engine.connect() as conn:
         counts = dict(conn.execute(text("SELECT data_type, count(*) FROM robot_telemetry GROUP BY data_type")).all())
         battery = conn.execute(text("SELECT payload ->> 'value' FROM robot_telemetry WHERE data_type = 'battery' ORDER BY seq")).scalars().all()
-    assert counts == {"joint_states": 60, "loop_timing": 60, "battery": 2}
-    assert s.telemetry.written == 122 and s.telemetry.spooled == 0
+    assert counts == {"joint_states": 60, "joint_commands": 60, "loop_timing": 60, "battery": 2}
+    assert s.telemetry.written == 182 and s.telemetry.spooled == 0
     assert 0 < float(battery[-1]) < float(battery[0]) <= 100  # the battery drains
     with engine.connect() as conn:
         episode = conn.execute(text("SELECT path, frames, duration_s, policy, success FROM episodes")).one()

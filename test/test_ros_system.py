@@ -227,3 +227,44 @@ def test_the_robot_runs_records_logs_and_holds_when_the_policy_dies(ros_env, tmp
     driver_out, recorder_out = results["arm_driver_node"][1], results["recorder_node"][1]
     assert driver_out.count("action_chunk has joints") == 1, driver_out  # throttled: one line for ten
     assert recorder_out.count("image encoding 'mono8' is not supported") == 1, recorder_out
+
+
+def test_predictor_node_turns_the_robots_topics_into_predictions(ros_env, tmp_path, sim_models):
+    """arm_driver_node (sim, scripted policy) -> predictor_node (collision model) -> `predictions`,
+    the hub (a real Socket.IO server on localhost) and the predictions table."""
+    import json as json_module
+
+    from std_msgs.msg import String
+
+    from nsm.ai.dev_hub import DevHub
+
+    _, models = sim_models
+    hub = DevHub(token="t0ken").start()
+    db = f"sqlite:///{tmp_path / 'predictions.db'}"
+    predictor = next(n for n in plan(models=str(models["collision"]), robot_id="EP01", hub_url=hub.url)
+                     if n.executable == "predictor_node")
+    nodes = [NodeLaunch("arm_driver_node", "arm_driver_node"), NodeLaunch("policy_node", "policy_node"),
+             NodeLaunch(predictor.executable, predictor.name, {**predictor.overrides, "db_url": db})]
+    procs = {n.name: launch(n, {**ros_env, "NSM_HUB_TOKEN": "t0ken"}, tmp_path) for n in nodes}
+    observer = Observer()
+    received = []
+    observer.node.create_subscription(String, "predictions", lambda m: received.append(json_module.loads(m.data)), 10)
+    try:
+        wait_for(lambda: len(received) >= 20 and len(hub.updates()) >= 20, 120, procs, "predictions from predictor_node")
+        level, _, values = wait_for(lambda: (d := observer.diag("predictor_node"))[2].get("hub_sent") and d, 30, procs,
+                                    "predictor_node diagnostics")
+    finally:
+        observer.close()
+        results = {name: stop(p) for name, p in procs.items()}
+        hub.stop()
+    for name, (code, out) in results.items():
+        assert code == 0, f"{name}: {out}"
+    assert level == 0 and values["hub_connected"] == "True" and int(values["skipped_rows"]) == 0
+    message = received[-1]
+    assert message["type"] == "update_data" and message["data"]["type"] == "ai_prediction"
+    assert message["data"]["model"] == "collision" and message["data"]["robot_id"] == "EP01"
+    assert 0 <= message["data"]["value"] <= 1
+    engine = create_engine(db)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM predictions")).scalar_one() >= 20
+    engine.dispose()

@@ -16,6 +16,7 @@ NODE_PARAMS = {
     "policy_node": "policy.yaml",
     "recorder_node": "recorder.yaml",
     "db_bridge_node": "db_bridge.yaml",
+    "predictor_node": "predictor.yaml",
 }
 
 # launch argument -> (default, description)
@@ -28,6 +29,8 @@ ARGUMENTS = {
     "calibration": ("", "sim:=false: LeRobot's calibration JSON of the arm"),
     "model_path": ("", "LeRobot policy folder; empty: the scripted waypoint expert"),
     "backend": ("onnxruntime", "policy backend: torch | onnxruntime | tensorrt"),
+    "models": ("", "telemetry model folders for predictor_node, comma-separated (empty: no predictor)"),
+    "hub_url": ("", "Socket.IO hub the predictor sends ai_prediction updates to (token: NSM_HUB_TOKEN)"),
     "record": ("true", "start the recorder (episodes on recorder/start_episode, HDF5 + MCAP)"),
     "seed": ("0", "cube placement of the simulated scene"),
     "db_url": ("sqlite:///runs/telemetry.db", "telemetry database URL, or http(s) URL of `nsm serve`"),
@@ -75,4 +78,8 @@ def plan(**args: str) -> list[NodeLaunch]:
     if record:
         nodes.append(NodeLaunch("recorder_node", "recorder_node", {"cameras": cameras, "sim": sim}))
     nodes.append(NodeLaunch("db_bridge_node", "db_bridge_node", {"db_url": a["db_url"], "robot_id": a["robot_id"]}))
+    models = [m.strip() for m in a["models"].split(",") if m.strip()]
+    if models:
+        nodes.append(NodeLaunch("predictor_node", "predictor_node",
+                                {"models": models, "robot_id": a["robot_id"], "hub_url": a["hub_url"]}))
     return nodes

@@ -307,6 +307,128 @@ def sim_collect(
                     f"{len(result.summary.episodes)} in {result.dataset}")
 
 
+@sim_app.command("telemetry")
+def sim_telemetry(
+    robot: Annotated[str, typer.Option(help="robot_id of the rows, e.g. EP01.")] = "EP01",
+    seconds: Annotated[float, typer.Option(help="Robot time to simulate (runs ~30x faster than real time).", min=1)] = 600.0,
+    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/sim-telemetry/telemetry.db",
+    seed: Annotated[int, typer.Option(help="Seed of cube placements, pushes and their forces.")] = 0,
+    battery_ah: Annotated[float, typer.Option(help="Battery capacity; small, so a run holds whole discharges.", min=0.001)] = 0.05,
+    pushes_per_minute: Annotated[float, typer.Option(help="Collisions (pushes on the gripper) per minute, on average.", min=0)] = 6.0,
+) -> None:
+    """Simulated telemetry at simulation speed, with known collisions: training data for `nsm ai train`.
+
+    The scripted expert picks and places back to back (no rendering); every step logs
+    joint_states and joint_commands, every second battery, each push a `collision` row.
+    Rows carry the simulated clock, ending now.
+    """
+    import time
+
+    from nsm.contract import load_contract
+    from nsm.sim.telemetry import simulate_telemetry
+    from nsm.telemetry.writer import open_writer
+
+    with one_line_errors():
+        contract = load_contract("so101")
+        spool = Path("runs/sim-telemetry/spool")
+        writer = open_writer(db_url, robot, spool)
+        with Progress(TextColumn("[bold]simulate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("simulate", total=int(round(seconds * contract.fps)))
+            summary = simulate_telemetry(contract, writer.log, seconds, start=time.time() - seconds, seed=seed,
+                                         battery_ah=battery_ah, pushes_per_minute=pushes_per_minute,
+                                         on_step=lambda n: progress.update(task, completed=n + 1))
+        stats = writer.close()
+    Console().print(f"{robot}: {summary.steps} steps ({seconds:g} s), {summary.episodes} episodes, "
+                    f"{summary.collisions} collisions, {summary.battery_swaps} battery swaps; "
+                    f"{stats.written} rows written, {stats.spooled} spooled")
+
+
+ai_app = typer.Typer(help="Telemetry models: train from robot_telemetry, export to ONNX with a model card.",
+                     no_args_is_help=True)
+app.add_typer(ai_app, name="ai")
+
+
+@ai_app.command("train")
+def ai_train(
+    robot: Annotated[str, typer.Option(help="robot_id whose telemetry trains the model, e.g. EP01.")],
+    type: Annotated[str, typer.Option("--type", help="battery (seconds until 5% left) or collision (risk from tracking error and effort).")],
+    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/sim-telemetry/telemetry.db",
+    out: Annotated[Path | None, typer.Option(help="Model folder. Default: models/TYPE-ROBOT.")] = None,
+    holdout: Annotated[float, typer.Option(help="Share of the time range held out (the last part) for the card's metrics.")] = 0.25,
+) -> None:
+    """Train a telemetry model through the export API and write model.onnx + preprocessing.json + MODEL_CARD.md.
+
+    Windows are split by time: the card's metrics come from the last HOLDOUT of the data,
+    never trained on. Run the model live with `nsm worker --model OUT` or the ROS
+    `predictor_node`. Simulated training data: `nsm sim telemetry`.
+    """
+    from nsm.ai.train import train as train_model
+
+    out = out or Path("models") / f"{type}-{robot}"
+    with one_line_errors():
+        with console.status(f"training the {type} model on {robot}'s telemetry"):
+            card = train_model(db_url, robot, type, out, holdout)
+    table = Table(title=f"{type} model, held-out {card['data']['held_out_from']} .. {card['data']['to']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in card["metrics_held_out"].items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    Console().print(f"model in {out} (MODEL_CARD.md, heldout.png)")
+
+
+@app.command()
+def worker(
+    model: Annotated[list[Path], typer.Option(help="Model folder from `nsm ai train` (repeat for several).")],
+    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/demo/telemetry.db",
+    robot: Annotated[str | None, typer.Option(help="Only this robot_id (default: every robot).")] = None,
+    hub_url: Annotated[str, typer.Option(help="Socket.IO hub, e.g. http://hub:5000 ('' = no hub).", envvar="NSM_HUB_URL")] = "",
+    hub_namespace: Annotated[str, typer.Option(help="Socket.IO namespace of the hub.", envvar="NSM_HUB_NAMESPACE")] = "/",
+    hub_token: Annotated[str, typer.Option(help="Token sent in the Socket.IO auth payload.", envvar="NSM_HUB_TOKEN")] = "",
+    store: Annotated[bool, typer.Option(help="Also write each prediction to the `predictions` table.")] = True,
+    from_start: Annotated[bool, typer.Option(help="Replay the rows already in the database first.")] = False,
+    duration: Annotated[float, typer.Option(help="Stop after this many seconds (0: run until Ctrl-C).", min=0)] = 0.0,
+) -> None:
+    """The Brain Worker: run telemetry models on rows as they reach the database and send
+    `ai_prediction` updates to the hub (event `worker_to_hub`, README "Live predictions").
+
+    Rows arrive from the DB bridge or the ingest service (`nsm serve`); on a robot with ROS
+    the `predictor_node` does the same from the topics. The hub being down never blocks it:
+    messages wait in a bounded queue (oldest dropped, counted) and it reconnects.
+    """
+    import threading
+    import time
+
+    from nsm.ai.hub import HubClient
+    from nsm.ai.worker import BrainWorker, PredictionStore, tail_database
+
+    with one_line_errors():
+        hub = HubClient(hub_url, hub_namespace, hub_token or None) if hub_url else None
+        brain = BrainWorker(model, hub=hub, store=PredictionStore(db_url) if store else None)
+        stop = threading.Event()
+        if duration:
+            threading.Timer(duration, stop.set).start()
+        started = time.monotonic()
+        try:
+            with console.status("waiting for telemetry") as status:
+                for row in tail_database(db_url, brain.data_types, robot, from_start=from_start, stop=stop):
+                    brain.feed(*row)
+                    s = brain.stats
+                    hub_text = f", hub {hub.sent} sent / {hub.dropped} dropped" if hub else ""
+                    status.update(f"{s.rows} rows, {s.predictions} predictions, {s.skipped} skipped{hub_text}")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if hub is not None:
+                hub.close()
+            if brain.store is not None:
+                brain.store.close()
+    s = brain.stats
+    Console().print(f"{s.rows} rows in {time.monotonic() - started:.0f} s: {s.predictions} predictions, "
+                    f"{s.skipped} malformed rows skipped" + (f", hub: {hub.sent} sent, {hub.dropped} dropped" if hub else ""))
+
+
 @app.command()
 def train(
     dataset: Annotated[Path, typer.Option(help="LeRobotDataset folder (e.g. runs/collect/lerobot from `nsm sim collect`).")],

@@ -178,6 +178,7 @@ class ControlLoop:
                 recorder.add_frame(frame)
             self.telemetry.log("joint_states", {"name": names, "position": reading.position.tolist(),
                                                 "velocity": reading.velocity.tolist(), "effort": reading.effort.tolist()})
+            self.telemetry.log("joint_commands", {"name": names, "position": command.tolist()})
             self.telemetry.log("loop_timing", {"value": 1e3 * (self.periods[-1] if self.periods else period),
                                                "compute_ms": 1e3 * (time.monotonic() - started), "step": step})
             if step % battery_every == 0:

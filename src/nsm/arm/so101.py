@@ -58,8 +58,9 @@ class So101Arm:
 
     def _connect(self, port: str) -> None:
         """Handshake (every motor answers), PID and limits configured. LeRobot reads the
-        calibration registers once each without retrying; one lost status packet (a busy
-        host, a noisy bus) would fail the whole start, so the connect is retried."""
+        calibration registers once each without retrying, and its motor check pings once; one
+        lost status packet (a busy host, a noisy bus) would fail the whole start, so the
+        connect is retried — a motor that is really silent fails all attempts (~1 s more)."""
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             try:
                 self.robot.connect(calibrate=False)
@@ -67,7 +68,7 @@ class So101Arm:
             except (ConnectionError, RuntimeError) as exc:
                 if self.bus.is_connected:
                     self.bus.disconnect(disable_torque=False)
-                if attempt == CONNECT_ATTEMPTS or "Missing motor IDs" in str(exc):  # a silent motor stays silent
+                if attempt == CONNECT_ATTEMPTS:
                     raise NsmError(f"SO-101 on {port}: {exc}") from None
 
     def _to_contract(self, values: dict[str, float]) -> np.ndarray:

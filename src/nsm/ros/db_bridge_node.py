@@ -1,4 +1,4 @@
-"""db_bridge_node: `joint_states` and `battery` into the telemetry database, or to a
+"""db_bridge_node: `joint_states`, `joint_commands` and `battery` into the telemetry database, or to a
 remote ingest service (`db_url` = its http(s) URL, token in BACKEND_API_TOKEN).
 
 The TelemetryWriter never blocks the callbacks: rows are batched in its own process and
@@ -21,8 +21,9 @@ class DbBridgeNode(Node):
         super().__init__("db_bridge_node")
         p = declare(self, db_url="sqlite:///runs/telemetry.db", robot_id="sim01", spool_dir="runs/telemetry-spool")
         self.writer = open_writer(p.db_url, p.robot_id, Path(p.spool_dir))
-        self.rates = {"joint_states": RateMeter(), "battery": RateMeter()}
+        self.rates = {"joint_states": RateMeter(), "joint_commands": RateMeter(), "battery": RateMeter()}
         self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
+        self.create_subscription(JointState, "joint_commands", self.on_joint_commands, COMMANDS_QOS)
         self.create_subscription(BatteryState, "battery", self.on_battery, COMMANDS_QOS)
         publish_diagnostics(self, self.report)
 
@@ -33,6 +34,10 @@ class DbBridgeNode(Node):
         self.writer.log("joint_states", {"name": list(msg.name), "position": list(msg.position),
                                          "velocity": list(msg.velocity), "effort": list(msg.effort)})
         self.rates["joint_states"].tick(self.now())
+
+    def on_joint_commands(self, msg: JointState) -> None:
+        self.writer.log("joint_commands", {"name": list(msg.name), "position": list(msg.position)})
+        self.rates["joint_commands"].tick(self.now())
 
     def on_battery(self, msg: BatteryState) -> None:
         self.writer.log("battery", convert.battery_from_msg(msg))

@@ -164,6 +164,12 @@ class SimScene:
         mujoco.mj_kinematics(self.model, into)
         mujoco.mj_camlight(self.model, into)
 
+    def push(self, force: np.ndarray | None, body: str = "gripper") -> None:
+        """An external force (N, world frame) on `body` until pushed again with None: what a
+        collision does to the arm, for telemetry with known collisions (nsm.sim.telemetry)."""
+        with self._lock:
+            self.data.xfrc_applied[self.model.body(body).id, :3] = 0.0 if force is None else force
+
     def camera_fovy(self, name: str) -> float:
         """Vertical field of view in degrees (for the CameraInfo intrinsics)."""
         return float(self.model.cam_fovy[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)])

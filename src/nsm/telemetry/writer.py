@@ -100,8 +100,11 @@ class TelemetryWriter:
         except (ImportError, AttributeError, OSError):
             pass  # the default 64 KiB pipe works, with more buffering in this process
 
-    def log(self, data_type: str, payload: dict) -> None:
+    def log(self, data_type: str, payload: dict, stamp: float | None = None) -> None:
         """Hand one row to the writer process; returns at once whatever the database is doing.
+
+        `stamp` (Unix seconds) is the row's created_at; None: now. Simulated telemetry runs
+        faster than real time and passes its own clock.
 
         Cost is bounded per call (~3 us): one orjson encode; every WRITE_EVERY_S or
         WRITE_BYTES the rows gathered so far go to the pipe in one non-blocking `os.write`
@@ -111,7 +114,8 @@ class TelemetryWriter:
             raise ValueError(f"data_type {data_type!r} must not contain tabs or newlines")
         seq = self._seq.get(data_type, self._seq_base - 1) + 1
         self._seq[data_type] = seq
-        self._pending.append(f"{data_type}\t{seq}\t{time.time()!r}\t".encode() + orjson.dumps(payload) + b"\n")
+        created = time.time() if stamp is None else stamp
+        self._pending.append(f"{data_type}\t{seq}\t{created!r}\t".encode() + orjson.dumps(payload) + b"\n")
         self._pending_bytes += len(self._pending[-1])
         if self._pending_bytes >= WRITE_BYTES or time.monotonic() - self._last_ship >= WRITE_EVERY_S:
             self._ship()
