@@ -25,9 +25,11 @@ def start(executable, *params, env, cwd):
 
 
 def stop(proc):
-    proc.send_signal(signal.SIGINT)
+    """SIGINT (as Ctrl-C / launch does), then the exit code and everything it printed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
     try:
-        out, _ = proc.communicate(timeout=20)
+        out, _ = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()

@@ -7,7 +7,6 @@ at the control rate, an episode is recorded as HDF5 and MCAP, telemetry rows rea
 PostgreSQL. Then the policy node is killed: the driver holds position and says so on
 /diagnostics, bad input is refused, and the other nodes keep running.
 """
-import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from nsm.bringup import NodeLaunch, plan
+from test_ros_smoke import stop
 
 pytestmark = pytest.mark.ros
 BIN = Path(sys.executable).parent
@@ -34,17 +34,6 @@ def launch(node: NodeLaunch, env: dict, cwd: Path) -> subprocess.Popen:
     args = [str(BIN / node.executable), "--ros-args", "-r", f"__ns:={NS}", "-r", f"__node:={node.name}",
             "--params-file", str(ROOT / "config" / node.params_file), "--params-file", str(overrides)]
     return subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return proc.returncode, out
 
 
 class Observer:

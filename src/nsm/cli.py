@@ -378,6 +378,51 @@ def ai_train(
     Console().print(f"model in {out} (MODEL_CARD.md, heldout.png)")
 
 
+@ai_app.command("hub")
+def ai_hub(
+    port: Annotated[int, typer.Option(help="TCP port.")] = 5000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    namespace: Annotated[str, typer.Option(help="Socket.IO namespace.")] = "/",
+    token: Annotated[str, typer.Option(help="Token workers must send ('' = any).", envvar="NSM_HUB_TOKEN")] = "",
+    record: Annotated[Path | None, typer.Option(help="Append each message with its arrival time to this JSON-lines file.")] = None,
+) -> None:
+    """A development hub: shows the `ai_prediction` updates workers send, as the operators' hub would receive them.
+
+    Workers (`nsm worker --hub-url http://HOST:PORT`, predictor_node `hub_url`) emit
+    `worker_to_hub`; dashboards connected here receive each update as the `update_data` event.
+    """
+    import json
+    import threading
+    import time
+
+    from nsm.ai.dev_hub import DevHub
+
+    out = record.open("a") if record else None
+    lock = threading.Lock()
+
+    def show(arrived: float, message: dict) -> None:
+        data = message.get("data", {}) if isinstance(message, dict) else {}
+        if out is not None:
+            with lock:
+                out.write(json.dumps({"arrived": arrived, "message": message}) + "\n")
+                out.flush()
+        else:
+            Console().print(f"{data.get('robot_id')} {data.get('model')}: {data.get('message')} "
+                            f"(confidence {data.get('confidence')})", highlight=False)
+
+    hub = DevHub(host, port, namespace, token or None, on_update=show).start()
+    console.print(f"hub on {hub.url} namespace {namespace}; Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hub.stop()
+        if out is not None:
+            out.close()
+
+
 @app.command()
 def worker(
     model: Annotated[list[Path], typer.Option(help="Model folder from `nsm ai train` (repeat for several).")],

@@ -16,7 +16,7 @@ from nsm.ai.hub import EVENT
 
 class DevHub:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, namespace: str = "/", token: str | None = None,
-                 delay_s: float = 0.0, on_update: Callable[[dict], None] | None = None):
+                 delay_s: float = 0.0, on_update: Callable[[float, dict], None] | None = None):
         import socketio
 
         self.host, self.port, self.namespace, self.token, self.delay_s = host, port, namespace, token, delay_s
@@ -47,7 +47,7 @@ class DevHub:
             await asyncio.sleep(self.delay_s)
         self.received.append((arrived, message))
         if self.on_update is not None:
-            self.on_update(message)
+            self.on_update(arrived, message)
         if isinstance(message, dict) and message.get("type") == "update_data":
             await self.sio.emit("update_data", message.get("data"), namespace=self.namespace, skip_sid=sid)
 

@@ -43,7 +43,7 @@ class JointStatesPayload(_Payload):
 
 # The data types the AI team trains from have a schema; other types need a JSON object.
 SCHEMAS: dict[str, type[_Payload]] = {"battery": ValuePayload, "loop_timing": ValuePayload,
-                                      "joint_states": JointStatesPayload}
+                                      "joint_states": JointStatesPayload, "joint_commands": JointStatesPayload}
 
 
 class Row(BaseModel):
