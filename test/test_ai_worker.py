@@ -104,6 +104,23 @@ def test_a_hub_that_is_down_never_blocks_and_gets_the_newest_when_it_comes_back(
     assert [u["value"] for u in back.updates()] == [p.value for p in predictions[-50:]]  # the newest, in order
 
 
+def test_a_slow_hub_never_blocks_the_worker(sim_models, rows):
+    _, models = sim_models
+    hub = DevHub(delay_s=0.04).start()  # reads 25 messages a second at most
+    client = HubClient(hub.url)
+    worker = BrainWorker([models["collision"]], hub=client)
+    try:
+        assert wait_until(lambda: client.connected)
+        predictions = [p for row in rows for p in worker.feed("EP01", *row)]
+        behind = len(predictions) - len(hub.updates())
+        assert behind > len(predictions) // 2  # feed() finished long before the hub caught up
+        assert wait_until(lambda: len(hub.updates()) == len(predictions), timeout=60)
+    finally:
+        client.close()
+        hub.stop()
+    assert client.dropped == 0 and [u["value"] for u in hub.updates()] == [p.value for p in predictions]
+
+
 def test_a_wrong_token_is_refused_and_the_worker_carries_on(sim_models, rows):
     _, models = sim_models
     hub = DevHub(token=TOKEN).start()

@@ -23,7 +23,9 @@ class DevHub:
         self.received: list[tuple[float, dict]] = []  # (arrival Unix time, message)
         self.refused = 0
         self.on_update = on_update
-        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*", logger=False, engineio_logger=False)
+        # a slow hub handles one message after the other, so its delay backs up the connection
+        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*", logger=False, engineio_logger=False,
+                                        async_handlers=not delay_s)
         self.sio.on("connect", self._connect, namespace=namespace)
         self.sio.on(EVENT, self._message, namespace=namespace)
         self.app = socketio.ASGIApp(self.sio)

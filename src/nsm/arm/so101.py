@@ -21,6 +21,7 @@ from nsm.errors import NsmError
 LEROBOT_JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 LOAD_FULL_SCALE = 1000.0  # Present_Load is in 0.1 % of the stall torque
 CONNECT_ATTEMPTS = 3
+TORQUE_RETRIES = 5
 
 
 def serial_ports() -> list[str]:
@@ -99,10 +100,12 @@ class So101Arm:
         self.bus.sync_write("Goal_Position", self._to_lerobot(np.asarray(target, dtype=float)))
 
     def set_torque(self, on: bool) -> None:
+        """LeRobot writes the torque register without retries by default; a lost status packet
+        must not leave the arm with torque in the wrong state (LeRobot's disconnect retries 5x too)."""
         if on:
-            self.bus.enable_torque()
+            self.bus.enable_torque(num_retry=TORQUE_RETRIES)
         else:
-            self.bus.disable_torque()
+            self.bus.disable_torque(num_retry=TORQUE_RETRIES)
         self.torque_on = on
 
     def close(self) -> None:
