@@ -153,7 +153,7 @@ def test_the_robot_runs_records_logs_and_holds_when_the_policy_dies(ros_env, tmp
         wait_for(lambda: int(observer.diag("policy_node")[2].get("wrist_count", 0)) > 0
                  and int(observer.diag("arm_driver_node")[2].get("chunks_count", 0)) > 0, 180, procs,
                  "camera frames at the policy and action chunks at the driver")
-        assert observer.diag("policy_node")[2]["inference_ms_p50"] != "none"
+        assert float(observer.diag("policy_node")[2]["inference_ms_p50"]) > 0
         assert observer.diag("camera_wrist")[0] >= 0
 
         # joint_states at the control rate

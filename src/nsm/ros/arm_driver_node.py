@@ -114,7 +114,7 @@ class ArmDriverNode(Node):
     def report(self, now: float):
         queued = self.queue.remaining(self.step)
         since = self.chunks.age(now)
-        values = {**rate_values("loop", self.ticks, now), **rate_values("chunks", self.chunks, now),
+        values = {**rate_values({"loop": self.ticks, "chunks": self.chunks}, now),
                   "overruns": self.overruns, "queued_actions": queued,
                   "seconds_since_chunk": "never" if since is None else round(since, 2),
                   "enabled": self.safety.enabled, "torque_on": self.safety.torque_on,

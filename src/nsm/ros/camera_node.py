@@ -81,7 +81,7 @@ class CameraNode(Node):
     def report(self, now: float):
         rate = self.published.rate(now)
         level, message = (OK, "ok") if rate >= 0.8 * self.spec.fps else (WARN, f"publishing {rate:.1f} of {self.spec.fps:g} fps")
-        return level, message, {**rate_values("published", self.published, now),
+        return level, message, {**rate_values({"published": self.published}, now),
                                 "capture_hz": round(self.camera.measured_fps, 2), "dropped": self.camera.dropped,
                                 "frame_age_ms": round(1000 * self.frame_age, 1)}
 

@@ -44,7 +44,7 @@ class DbBridgeNode(Node):
         self.rates["battery"].tick(self.now())
 
     def report(self, now: float):
-        values = {k: v for name, meter in self.rates.items() for k, v in rate_values(name, meter, now).items()}
+        values = rate_values(self.rates, now)
         values |= {"waiting_bytes": self.writer.backlog_bytes, "dropped_rows": self.writer.stats.dropped}
         if self.writer.stats.dropped:
             return WARN, f"{self.writer.stats.dropped} rows dropped: the writer process falls behind", values

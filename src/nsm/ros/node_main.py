@@ -26,7 +26,7 @@ DiagnosticReport = tuple[int, str, dict]  # (level, message, key -> value)
 
 def publish_diagnostics(node: Node, report: Callable[[float], DiagnosticReport], period: float = 1.0) -> None:
     """Publish `report(now)` on /diagnostics every `period` s under the node's full name, the
-    way diagnostic_updater does (rqt_robot_monitor and `ros2 topic echo /diagnostics` read it)."""
+    way diagnostic_updater does (rqt_runtime_monitor and `ros2 topic echo /diagnostics` read it)."""
     pub = node.create_publisher(DiagnosticArray, "/diagnostics", COMMANDS_QOS)
     name = node.get_fully_qualified_name()
 
@@ -38,9 +38,10 @@ def publish_diagnostics(node: Node, report: Callable[[float], DiagnosticReport],
     node.create_timer(period, tick)
 
 
-def rate_values(prefix: str, meter, now: float) -> dict:
-    """`<prefix>_hz` and `<prefix>_count` of a RateMeter, for a diagnostics report."""
-    return {f"{prefix}_hz": round(meter.rate(now), 2), f"{prefix}_count": meter.count}
+def rate_values(meters: dict, now: float) -> dict:
+    """`<name>_hz` and `<name>_count` of each RateMeter, for a diagnostics report."""
+    return {key: value for name, meter in meters.items()
+            for key, value in ((f"{name}_hz", round(meter.rate(now), 2)), (f"{name}_count", meter.count))}
 
 
 def declare(node: Node, **defaults) -> SimpleNamespace:

@@ -83,12 +83,13 @@ class PolicyNode(Node):
         self.rates["chunks"].tick(self.now())
 
     def report(self, now: float):
-        latencies = np.array(self.runtime.latencies[-100:]) * 1000
-        values = {k: v for name, meter in self.rates.items() for k, v in rate_values(name, meter, now).items()}
-        values |= {"inference_ms_last": round(latencies[-1], 1) if len(latencies) else "none",
-                   "inference_ms_p50": round(float(np.median(latencies)), 1) if len(latencies) else "none",
-                   "inference_ms_max": round(float(latencies.max()), 1) if len(latencies) else "none",
-                   "stale_observations": self.runtime.stale_observations, "bad_chunks": self.runtime.bad_chunks,
+        values = rate_values(self.rates, now)
+        latencies = np.array(self.runtime.latencies[-100:]) * 1000  # ms, the last 100 inferences
+        if len(latencies):
+            values |= {"inference_ms_last": round(float(latencies[-1]), 1),
+                       "inference_ms_p50": round(float(np.median(latencies)), 1),
+                       "inference_ms_max": round(float(latencies.max()), 1)}
+        values |= {"stale_observations": self.runtime.stale_observations, "bad_chunks": self.runtime.bad_chunks,
                    "error": str(self.runtime.error or "")}
         if self.runtime.error is not None:
             return ERROR, f"inference failed: {self.runtime.error}", values

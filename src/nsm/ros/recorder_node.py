@@ -136,12 +136,12 @@ class RecorderNode(Node):
         return paths, errors
 
     def report(self, now: float):
-        values = {k: v for name, meter in self.rates.items() for k, v in rate_values(name, meter, now).items()}
+        values = rate_values(self.rates, now)
         values["recording"] = str(self.writers[0].path) if self.writers else "idle"
         if not self.writers:
             return OK, "idle", values
         values |= {"frames": self.writers[0].frames, "dropped": max(w.dropped for w in self.writers),
-                   "queue_depth": max(w.queue_depth for w in self.writers), **rate_values("recorded", self.recorded, now)}
+                   "queue_depth": max(w.queue_depth for w in self.writers), **rate_values({"recorded": self.recorded}, now)}
         slow = [name for name, meter in self.rates.items() if now - self.t0 > 2 and meter.rate(now) < 0.8 * self.contract.fps]
         if slow:
             return WARN, f"recording below {self.contract.fps:g} Hz: {', '.join(slow)}", values
