@@ -11,10 +11,10 @@ is given; joint names in the messages must match it.
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 
+from nsm import image_codec
 from nsm.contract import RobotContract, load_contract
 from nsm.errors import NsmError
 from nsm.recording.background import EpisodeFrame
@@ -55,10 +55,10 @@ def _read(bag: Path, names: list[str]) -> dict[str, tuple[np.ndarray, list]]:
             elif topic.endswith("/image_raw/compressed") and "/camera/" in topic:
                 key = "camera/" + topic.split("/camera/")[1].removesuffix("/image_raw/compressed")
                 msg = reader.deserialize(raw, connection.msgtype)
-                bgr = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_COLOR)
-                if bgr is None:
-                    raise NsmError(f"{topic}: an image in format '{msg.format}' does not decode (JPEG/PNG expected)")
-                value = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                try:
+                    value = image_codec.decode_image(msg.data, msg.format)
+                except NsmError as exc:
+                    raise NsmError(f"{topic}: {exc}") from None
             else:
                 continue
             stamps, values = streams.setdefault(key, ([], []))

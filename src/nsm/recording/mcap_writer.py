@@ -14,12 +14,12 @@ Foxglove and the `mcap` reader open the bag. The bag is written inside
 """
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from nsm import image_codec
 from nsm.contract import RobotContract
 from nsm.errors import NsmError
 from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
@@ -29,7 +29,6 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 IMAGE_FORMATS = ("raw", "jpeg")
 COMPRESSIONS = (None, "zstd")
-JPEG_QUALITY = 90
 
 
 class McapEpisodeWriter(BackgroundEpisodeWriter):
@@ -84,10 +83,9 @@ class McapEpisodeWriter(BackgroundEpisodeWriter):
         write(self._command, stamp, serialize(self._joint_state(stamp, frame.action), JOINT_STATE))
         for cam, connection in self._images.items():
             image, header = frame.images[cam], self._header(stamp, f"{cam}_camera")
-            if self._jpeg:  # image_transport's format string: the JPEG holds bgr8, the source was rgb8
-                ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                                        [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-                msg = self._types[COMPRESSED](header=header, format="rgb8; jpeg compressed bgr8", data=jpeg.reshape(-1))
+            if self._jpeg:  # as image_transport compresses: nsm.image_codec
+                msg = self._types[COMPRESSED](header=header, format=image_codec.FORMAT,
+                                              data=image_codec.encode_jpeg(image))
                 write(connection, stamp, serialize(msg, COMPRESSED))
                 continue
             h, w, _ = image.shape

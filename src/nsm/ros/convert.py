@@ -2,8 +2,8 @@
 
 Images: `msg.data = array.tobytes()` is the fast path into rclpy (a memoryview or numpy
 array for uint8[] goes element by element); on receive `np.frombuffer(msg.data)` is
-zero-copy. CompressedImage follows image_transport's `compressed` plugin (JPEG of bgr8,
-format "rgb8; jpeg compressed bgr8"), so `rqt_image_view` and Foxglove show it.
+zero-copy. CompressedImage follows image_transport's `compressed` plugin (nsm.image_codec),
+so `rqt_image_view` and Foxglove show it.
 
 Every message built here exists with the same fields in ROS 2 Humble (test_ros_convert
 checks against the `rosbags` Humble typestore), so a Humble machine can subscribe.
@@ -18,6 +18,7 @@ from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image, Jo
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from nsm import image_codec
 from nsm.errors import NsmError
 
 
@@ -49,19 +50,13 @@ def msg_to_image(msg: Image) -> np.ndarray:
     return image if msg.encoding == "rgb8" else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def image_to_compressed_msg(image: np.ndarray, stamp: float, frame_id: str, quality: int = 90) -> CompressedImage:
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise NsmError(f"JPEG encoding failed for an image of shape {image.shape}")
-    return CompressedImage(header=Header(stamp=to_time(stamp), frame_id=frame_id),
-                           format="rgb8; jpeg compressed bgr8", data=jpeg.tobytes())
+def image_to_compressed_msg(image: np.ndarray, stamp: float, frame_id: str) -> CompressedImage:
+    return CompressedImage(header=Header(stamp=to_time(stamp), frame_id=frame_id), format=image_codec.FORMAT,
+                           data=image_codec.encode_jpeg(image).tobytes())
 
 
 def compressed_msg_to_image(msg: CompressedImage) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise NsmError(f"compressed image (format '{msg.format}') does not decode; publish JPEG or PNG")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image_codec.decode_image(np.frombuffer(msg.data, np.uint8), msg.format)
 
 
 def camera_info_msg(width: int, height: int, stamp: float, frame_id: str, fovy_deg: float | None = None) -> CameraInfo:
