@@ -51,10 +51,13 @@ ROS = [
     "ros-jazzy-std-srvs",
     "ros-jazzy-trajectory-msgs",
     "ros-jazzy-diagnostic-msgs",
+    "ros-jazzy-geometry-msgs",  # sim/cube_pose
+    "ros-jazzy-lifecycle-msgs",  # managed nodes' services
 ]
 
 TEST = ROS + [
     "pytest>=8,<10",
+    "ruff>=0.8,<1",  # lint, run by test/test_layers.py
     "hypothesis>=6.100,<7",
     "colcon-common-extensions>=0.3,<1",
     "mcap>=1.1,<2",  # an independent reader for the bags rosbags writes

@@ -17,11 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
-
+from nsm.app.collect import Collector  # noqa: E402
+from nsm.app.evaluate import EVAL_SEED, Evaluator  # noqa: E402
 from nsm.arm.safety import SafetyFilter  # noqa: E402
 from nsm.contract import load_contract  # noqa: E402
-from nsm.sim.collect import Collector  # noqa: E402
-from nsm.sim.evaluate import EVAL_SEED, Evaluator  # noqa: E402
 from nsm.sim.expert import PickPlaceExpert  # noqa: E402
 from nsm.sim.scene import SimScene  # noqa: E402
 from nsm.stats import wilson_interval  # noqa: E402

@@ -1,6 +1,14 @@
-"""The 30 Hz control loop's timing while cameras capture and the sim renders, side by side.
+"""The 30 Hz control loop's timing: the deployed node graph, and `nsm demo` under load, side by side.
 
-Each case runs `nsm demo` (scripted expert, recorder, telemetry) for --seconds while two
+Deployed: the bringup plan (what `ros2 launch nsm bringup.launch.py` starts) as processes on
+this machine: 2 sim cameras rendering, arm_driver_node, policy_node with a full-size ACT
+(2 cameras, 240x320) on ONNX Runtime, recorder_node recording an episode (HDF5 + MCAP),
+db_bridge_node writing to PostgreSQL. The loop is measured from the driver's own tick
+stamps (`joint_states` header stamps) received by an independent rclpy subscriber, for
+--seconds, once with the control loop on its own real-time thread (what robots run) and
+once with the rclpy-timer loop the node used before (`loop:=timer`).
+
+In-process: each case runs `nsm demo` (scripted expert, recorder, telemetry) for --seconds while two
 480x640 cameras capture concurrently (video files decoded in real time, as a USB camera's
 frames would be) and the sim renders its front + wrist cameras either on threads of the
 robot's process or in processes of their own. Jitter is |period - 33.33 ms|; a missed cycle
@@ -10,9 +18,14 @@ is a period over 1.5x the target (a control slot without a tick). The first case
     .venv/bin/python bench/control_loop.py [--seconds 60]
 """
 import argparse
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -20,10 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
-
+from nsm.app.demo import Demo, DemoConfig  # noqa: E402
+from nsm.bringup import plan  # noqa: E402
 from nsm.camera.opencv import VideoFileCamera  # noqa: E402
 from nsm.contract import CameraSpec, load_contract  # noqa: E402
-from nsm.pipeline import Demo, DemoConfig  # noqa: E402
 
 CASES = {
     "loop only": {"cameras": [], "usb": False, "render": "process"},
@@ -55,7 +68,8 @@ def bare_sleep_loop(seconds: float, period: float) -> np.ndarray:
 def timing(p: np.ndarray, period: float) -> dict:
     jitter = np.abs(p - period)
     return {
-        "period_ms": {q: round(float(np.percentile(p, float(q[1:]))), 2) for q in ("p50", "p99")} | {"max": round(float(p.max()), 2)},
+        "period_ms": {q: round(float(np.percentile(p, float(q[1:]))), 2) for q in ("p50", "p99")}
+        | {"max": round(float(p.max()), 2)},
         "jitter_ms": {"p50": round(float(np.percentile(jitter, 50)), 3), "p99": round(float(np.percentile(jitter, 99)), 3),
                       "max": round(float(jitter.max()), 3)},
         "missed_cycles": int((p > 1.5 * period).sum()), "ticks": len(p) + 1,
@@ -82,13 +96,120 @@ def run_case(case: dict, seconds: float, video: Path) -> dict:
     }
 
 
+def deployed(seconds: float, loop: str, model: Path, dsn: str, folder: Path) -> dict:
+    """The bringup graph as processes; the driver's tick stamps seen by this process's subscriber."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import JointState
+    from std_srvs.srv import Trigger
+
+    from nsm.ros.node_main import COMMANDS_QOS
+
+    ns, period = "/nsmbench", load_contract("so101").period
+    nodes = plan(namespace=ns, cameras="front,wrist", model_path=str(model), db_url=dsn, robot_id=f"bench-{loop}")
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    procs = []
+    for node in nodes:
+        if node.executable == "arm_driver_node":
+            node = replace(node, overrides={**node.overrides, "loop": loop})
+        procs.append(subprocess.Popen(node.command(ns, folder), env=env, cwd=folder, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.STDOUT))
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("bench_observer", namespace=ns, context=context)
+    stamps, diagnostics, recording = [], {}, False
+    node.create_subscription(JointState, "joint_states",
+                             lambda m: recording and stamps.append(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec),
+                             COMMANDS_QOS)
+    node.create_subscription(DiagnosticArray, "/diagnostics",
+                             lambda m: diagnostics.update({s.name: {kv.key: kv.value for kv in s.values} for s in m.status}),
+                             COMMANDS_QOS)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+
+    def spin_until(condition, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"the graph did not come up ({loop}): exit codes {[p.poll() for p in procs]}")
+            executor.spin_once(timeout_sec=0.1)
+
+    def call(service: str) -> str:
+        client = node.create_client(Trigger, f"{ns}/{service}")
+        spin_until(client.service_is_ready, 60)
+        future = client.call_async(Trigger.Request())
+        spin_until(future.done, 30)
+        return future.result().message
+
+    try:
+        policy = f"{ns}/policy_node"
+        spin_until(lambda: int(diagnostics.get(policy, {}).get("chunks_count", 0)) > 0, 300)  # cameras -> ACT -> chunks
+        episode = call("recorder/start_episode")
+        recording = True
+        started = time.monotonic()
+        spin_until(lambda: time.monotonic() >= started + seconds, seconds + 5)
+        recording = False
+        audit = call("recorder/stop_episode")
+        driver = diagnostics.get(f"{ns}/arm_driver_node", {})
+        inference = diagnostics.get(policy, {})
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    periods = 1e3 * np.diff(np.array(stamps))
+    return timing(periods, 1e3 * period) | {
+        "loop": loop, "episode": episode, "recorder_audit": audit.split("; ")[-1],
+        "driver_missed_slots": driver.get("missed_slots"), "driver_loop_hz": driver.get("loop_hz"),
+        "policy_inference_ms_p50": float(inference.get("inference_ms_p50", "nan")),
+        "policy_chunks": int(inference.get("chunks_count", 0)),
+    }
+
+
+def postgres(folder: Path) -> tuple[str, Callable[[], None]]:
+    """NSM_TEST_PG_DSN, or a throwaway server (scripts/pg_throwaway.sh) and its stop."""
+    if dsn := os.environ.get("NSM_TEST_PG_DSN"):
+        return dsn, lambda: None
+    script = Path(__file__).resolve().parents[1] / "scripts" / "pg_throwaway.sh"
+    out = subprocess.run(["bash", str(script), "start", str(folder / "pg"), "55499"], check=True, capture_output=True,
+                         text=True).stdout
+    return out.strip().split("=", 1)[1], lambda: subprocess.run(["bash", str(script), "stop", str(folder / "pg")])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--skip-demo", action="store_true", help="only the deployed graph")
     args = parser.parse_args()
     period = 1.0 / load_contract("so101").fps
     results = {"bare sleep loop (machine floor)": timing(bare_sleep_loop(args.seconds, period), 1e3 * period)}
     print(f"bare sleep loop: jitter p99 {results['bare sleep loop (machine floor)']['jitter_ms']['p99']} ms")
+    with tempfile.TemporaryDirectory() as tmp:
+        from nsm.policy.export import export_onnx
+        from nsm.policy.init import init_act
+
+        model = init_act(Path(tmp) / "act", ["front", "wrist"], 6, (240, 320), chunk_size=30, small=False)
+        export_onnx(model)
+        dsn, stop_pg = postgres(Path(tmp))
+        try:
+            for loop, label in (("thread", "deployed graph: control loop thread (arm_driver_node loop:=thread)"),
+                                ("timer", "deployed graph: rclpy timer (arm_driver_node loop:=timer)")):
+                folder = Path(tmp) / loop
+                folder.mkdir()
+                r = results[label] = deployed(args.seconds, loop, model.path, dsn, folder)
+                print(f"{label}: jitter p99 {r['jitter_ms']['p99']} ms, max {r['jitter_ms']['max']} ms, "
+                      f"missed {r['missed_cycles']}, {r['recorder_audit']}")
+        finally:
+            stop_pg()
+    if args.skip_demo:
+        print(f"wrote {write_result('control_loop', results)}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         video = make_video(Path(tmp) / "usb.mp4")
         for label, case in CASES.items():

@@ -23,8 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
-
-from nsm.policy.base import Observation  # noqa: E402
+from nsm.contract import Observation  # noqa: E402
 from nsm.policy.export import export_onnx  # noqa: E402
 from nsm.policy.init import init_act  # noqa: E402
 from nsm.policy.lerobot_policy import LeRobotChunkPolicy  # noqa: E402

@@ -25,13 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common import write_result
-
 import nsm  # noqa: F401 - sets MUJOCO_GL before mujoco loads
+from common import write_result
 from nsm.ai.hub import HubClient
 from nsm.ai.worker import BrainWorker, PredictionStore
+from nsm.app.sim_telemetry import simulate_telemetry
 from nsm.contract import load_contract
-from nsm.sim.telemetry import simulate_telemetry
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "runs" / "bench-predictions"

@@ -26,7 +26,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
-
 from nsm.contract import CameraSpec, load_contract  # noqa: E402
 from nsm.recording.background import EpisodeFrame  # noqa: E402
 from nsm.recording.hdf5_writer import Hdf5EpisodeWriter  # noqa: E402

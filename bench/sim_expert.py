@@ -14,7 +14,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
-
 from nsm.arm.safety import SafetyFilter  # noqa: E402
 from nsm.contract import load_contract  # noqa: E402
 from nsm.sim.expert import PickPlaceExpert  # noqa: E402
@@ -44,7 +43,8 @@ def main() -> None:
     low, high = wilson_interval(sum(outcomes), len(outcomes))
     results = {"seeds": f"{args.first}..{args.first + args.seeds - 1}", "successes": sum(outcomes),
                "episodes": len(outcomes), "success_rate": sum(outcomes) / len(outcomes),
-               "wilson95": [round(low, 3), round(high, 3)], "failed_seeds": [args.first + i for i, ok in enumerate(outcomes) if not ok],
+               "wilson95": [round(low, 3), round(high, 3)],
+              "failed_seeds": [args.first + i for i, ok in enumerate(outcomes) if not ok],
                "episode_s": round(len(expert.plan) / contract.fps, 2), "plan_ms_p50": round(1e3 * float(np.median(plan_s)), 1),
                "safety_clamped_commands": clamped}
     print(f"expert: {results['successes']}/{results['episodes']} ({100 * results['success_rate']:.0f}%, Wilson 95% "

@@ -11,7 +11,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
-
 from nsm.contract import load_contract  # noqa: E402  (sets the headless GL backend before mujoco)
 from nsm.sim.scene import build_model  # noqa: E402
 

@@ -19,6 +19,14 @@ from nsm.contract import load_contract
 collect_ignore = ["launch_tests"]
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that needs the PostgreSQL server is marked `postgres` by the fixtures it uses,
+    so `-m "not postgres"` (colcon test, colcon.meta) cannot pick one up by mistake."""
+    for item in items:
+        if "pg_dsn" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def contract():
     return load_contract("so101")
@@ -193,7 +201,8 @@ class PgServer:
                   f"sleep 0.3; rm -f {data}/postmaster.pid {data}/.s.PGSQL.*; sleep {down_for}; "
                   f"bash {self.SCRIPT} start {self.folder} {self.port}; "
                   f"renice -n 10 -p $(head -1 {data}/postmaster.pid) >/dev/null")
-        return subprocess.Popen(["nice", "-n", "10", "bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(["nice", "-n", "10", "bash", "-c", script], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
 
     def stop(self) -> None:
         subprocess.run(["bash", str(self.SCRIPT), "stop", str(self.folder)], check=False, capture_output=True, timeout=120)

@@ -17,7 +17,9 @@ import time
 import tty
 from dataclasses import dataclass
 
-ADDR = {"model": 3, "id": 5, "min": 9, "max": 11, "homing": 31, "torque": 40, "goal": 42, "present": 56, "load": 60}
+ADDR = {"model": 3, "id": 5, "min": 9, "max": 11, "homing": 31, "torque": 40, "goal": 42, "present": 56, "load": 60,
+        "voltage": 62}
+SUPPLY_DECIVOLTS = 121  # what each servo reports as Present_Voltage: 12.1 V
 STS3215_MODEL = 777
 TICKS_PER_S = 3000  # ~0.22 s per 60 degrees, the STS3215's no-load speed at 7.4 V
 PING, READ, WRITE, SYNC_READ, SYNC_WRITE = 0x01, 0x02, 0x03, 0x82, 0x83
@@ -35,6 +37,7 @@ class Servo:
         self._put(ADDR["model"], STS3215_MODEL)
         self.table[ADDR["id"]] = servo_id
         self._put(ADDR["max"], 4095)
+        self.table[ADDR["voltage"]] = SUPPLY_DECIVOLTS
         self.actual = float(position)  # encoder ticks, before the homing offset
         self._put(ADDR["goal"], position)
         self._moved_at = time.monotonic()

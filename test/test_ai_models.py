@@ -13,8 +13,8 @@ import pytest
 from nsm.ai.predictor import LivePredictor
 from nsm.ai.preprocess import Preprocessing, median_filter, resample, signals_from_rows
 from nsm.ai.train import onnx_predict, read_rows
+from nsm.app.sim_telemetry import simulate_telemetry
 from nsm.contract import load_contract
-from nsm.sim.telemetry import simulate_telemetry
 
 pytestmark = pytest.mark.postgres
 

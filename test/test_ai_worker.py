@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, text
 from nsm.ai.dev_hub import DevHub
 from nsm.ai.hub import HubClient
 from nsm.ai.worker import BrainWorker, PredictionStore
+from nsm.app.sim_telemetry import simulate_telemetry
 from nsm.contract import load_contract
-from nsm.sim.telemetry import simulate_telemetry
 
 pytestmark = pytest.mark.postgres
 TOKEN = "s3cret"

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
+from nsm.app.collect import Collector
+from nsm.app.evaluate import Evaluator
 from nsm.errors import NsmError
 from nsm.policy.model_dir import PolicyDir
 from nsm.policy.train import train_act
-from nsm.sim.collect import Collector
-from nsm.sim.evaluate import Evaluator
 
 
 @pytest.fixture(scope="module")
@@ -76,4 +76,4 @@ def test_a_model_for_other_cameras_is_refused_before_anything_moves(tmp_path):
     init_act(tmp_path / "top", ["top"], 6, (240, 320), chunk_size=10, small=True)
     with pytest.raises(NsmError, match="top"):
         Evaluator(tmp_path / "top", episodes=1, out=tmp_path / "eval", backend="torch")
-    assert not list((tmp_path / "eval").glob("episode_*")) if (tmp_path / "eval").exists() else True
+    assert not (tmp_path / "eval").exists()  # refused before any folder or episode was made

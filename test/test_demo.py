@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
-from nsm.pipeline import Demo, DemoConfig
+from nsm.app.demo import Demo, DemoConfig
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,8 @@ def test_telemetry_lands_in_sqlite(demo_run):
     engine = create_engine(f"sqlite:///{out / 'telemetry.db'}")
     with engine.connect() as conn:
         counts = dict(conn.execute(text("SELECT data_type, count(*) FROM robot_telemetry GROUP BY data_type")).all())
-        battery = conn.execute(text("SELECT payload ->> 'value' FROM robot_telemetry WHERE data_type = 'battery' ORDER BY seq")).scalars().all()
+        battery = conn.execute(text("SELECT payload ->> 'value' FROM robot_telemetry WHERE data_type = 'battery' ORDER BY "
+                                    "seq")).scalars().all()
     assert counts == {"joint_states": 60, "joint_commands": 60, "loop_timing": 60, "battery": 2}
     assert s.telemetry.written == 182 and s.telemetry.spooled == 0
     assert 0 < float(battery[-1]) < float(battery[0]) <= 100  # the battery drains

@@ -95,12 +95,18 @@ def test_setup_jetson_on_a_machine_that_is_not_a_jetson():
 def test_setup_jetson_dry_run_on_jetpack_6_changes_nothing(tmp_path):
     release = tmp_path / "nv_tegra_release"
     release.write_text("# R36 (release), REVISION: 4.0, GCID: 0, BOARD: generic, EABI: aarch64\n")
+    touched = [Path(p) for p in ("/swapfile", "/etc/fstab", "/etc/udev/rules.d/99-nsm.rules", "/etc/docker/daemon.json")]
+
+    def state():
+        return [(p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else None for p in touched]
+
+    before = state()
     proc = run_setup("--dry-run", "--swap-gb", "4096", tegra=release)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "ok: L4T # R36 (release)" in out and "dry run: nothing will be changed" in out
     assert "would run: fallocate -l 4096G /swapfile" in out  # nobody has 4 TiB of swap: the step is shown, not run
-    assert not Path("/swapfile").exists() or os.path.getsize("/swapfile") < 4096 * 2**30
+    assert state() == before  # the files it would change are as they were
     old = release.with_name("old")
     old.write_text("# R35 (release), REVISION: 5.0\n")
     proc = run_setup("--dry-run", tegra=old)

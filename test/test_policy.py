@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from nsm.contract import load_contract
+from nsm.contract import Observation, load_contract
 from nsm.errors import NsmError
-from nsm.policy.base import Observation
 from nsm.policy.export import export_onnx
 from nsm.policy.init import init_act
 from nsm.policy.lerobot_policy import LeRobotChunkPolicy
@@ -160,7 +159,7 @@ def test_demo_drives_the_sim_arm_with_act_on_onnxruntime(tmp_path):
     async queue -> safety -> arm, recorded; random weights, so only the plumbing is judged."""
     import h5py
 
-    from nsm.pipeline import Demo, DemoConfig
+    from nsm.app.demo import Demo, DemoConfig
 
     contract = load_contract("so101")
     cam = contract.camera("front")
@@ -176,7 +175,7 @@ def test_demo_drives_the_sim_arm_with_act_on_onnxruntime(tmp_path):
 
 
 def test_demo_refuses_a_policy_for_other_cameras_before_moving(tmp_path, act_dir):
-    from nsm.pipeline import Demo, DemoConfig
+    from nsm.app.demo import Demo, DemoConfig
 
     with pytest.raises(NsmError, match="policy expects camera 'front' at 96x128"):
         Demo(DemoConfig(seconds=1.0, out=tmp_path / "run", policy=act_dir.path))

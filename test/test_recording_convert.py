@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
+from nsm.app.demo import Demo, DemoConfig
 from nsm.errors import NsmError
-from nsm.pipeline import Demo, DemoConfig
 from nsm.recording.lerobot_convert import hdf5_to_lerobot
 
 

@@ -19,7 +19,8 @@ RECORDER = textwrap.dedent("""
     import numpy as np
     from nsm.contract import load_contract
     from nsm.recording.background import EpisodeFrame
-    from nsm.recording.hdf5_writer import Hdf5EpisodeWriter, next_episode_path
+    from nsm.recording.episodes import next_episode_path
+    from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
 
     out, contract = Path(sys.argv[1]), load_contract("so101")
     rng = np.random.default_rng(0)
@@ -88,7 +89,7 @@ def test_a_full_disk_stops_recording_with_one_error_while_the_robot_keeps_runnin
     from sqlalchemy import create_engine, text
 
     import nsm.recording.background as background
-    from nsm.pipeline import Demo, DemoConfig
+    from nsm.app.demo import Demo, DemoConfig
 
     out = tmp_path / "run"
 

@@ -70,9 +70,9 @@ def smooth_frames(count):
 
 
 def test_jpeg_images_in_zstd_chunks_read_back_with_both_readers_and_convert(contract, tmp_path):
-    from nsm.recording.bag_convert import bag_to_hdf5
-
     import h5py
+
+    from nsm.recording.bag_convert import bag_to_hdf5
 
     written = smooth_frames(FRAMES)
     writer = McapEpisodeWriter(tmp_path / "episode_0", contract, ["wrist"], start_ns=time.time_ns(), policy="test",

@@ -69,8 +69,13 @@ def test_joint_state_and_chunk_round_trip_and_wrong_joints_refused():
 
 
 def test_battery_and_diagnostics_carry_their_values():
-    payload = convert.battery_from_msg(convert.battery_to_msg(12.1, 0.8, 0.75, 2.0))
-    assert payload == pytest.approx({"value": 75.0, "unit": "percent", "voltage": 12.1, "current": 0.8})
+    sim = convert.battery_to_msg(12.1, 0.8, 0.75, 2.0, simulated=True)
+    assert convert.battery_from_msg(sim) == pytest.approx((12.1, 0.8, 0.75))
+    assert sim.power_supply_status == sim.POWER_SUPPLY_STATUS_DISCHARGING
+    real = convert.battery_to_msg(12.1, float("nan"), float("nan"), 2.0, simulated=False)
+    voltage, current, percentage = convert.battery_from_msg(real)
+    assert voltage == pytest.approx(12.1) and np.isnan(current) and np.isnan(percentage)  # unknown stays unknown
+    assert real.power_supply_status == real.POWER_SUPPLY_STATUS_UNKNOWN
     diag = convert.diagnostics_msg("/nsm/arm_driver_node", {"loop_hz": 30.0, "queued": 3}, 2.0, level=1, message="m")
     status = diag.status[0]
     assert status.level == b"\x01" and status.name == "/nsm/arm_driver_node"
@@ -85,7 +90,8 @@ def messages():
         "sensor_msgs/msg/CameraInfo": convert.camera_info_msg(6, 4, 1.5, "f", 60.0),
         "sensor_msgs/msg/JointState": convert.joint_state_to_msg(NAMES, 1.5, [1, 2, 3], [4, 5, 6], [7, 8, 9]),
         "trajectory_msgs/msg/JointTrajectory": convert.chunk_to_msg(NAMES, np.ones((2, 3)), 1.5, 0.5),
-        "sensor_msgs/msg/BatteryState": convert.battery_to_msg(12.0, 1.0, 0.5, 1.5),
+        "sensor_msgs/msg/BatteryState": convert.battery_to_msg(12.0, 1.0, 0.5, 1.5, simulated=True),
+        "geometry_msgs/msg/PoseStamped": convert.pose_to_msg(np.array([0.2, 0.1, 0.02, 1.0, 0.0, 0.0, 0.0]), 1.5),
         "diagnostic_msgs/msg/DiagnosticArray": convert.diagnostics_msg("n", {"k": 1}, 1.5),
     }
 
@@ -130,7 +136,7 @@ def assert_same(got, expected, where):
             assert_same(got[key], expected[key], f"{where}.{key}")
     elif isinstance(expected, list):
         assert len(got) == len(expected), where
-        for i, (g, e) in enumerate(zip(got, expected)):
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
             assert_same(g, e, f"{where}[{i}]")
     elif isinstance(expected, float):
         assert got == pytest.approx(expected, rel=1e-6, nan_ok=True), where

@@ -1,39 +1,10 @@
 """Bad input to a node started as a real process: one error line naming the fix, exit code 2,
-nothing else started (the whole system over DDS is test_ros_system.py). `start`/`stop`
-are shared with test_so101."""
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
+nothing else started (the whole system over DDS is test_ros_system.py)."""
 import pytest
 
-from nsm.bringup import NODE_PARAMS
+from helpers import start
 
 pytestmark = pytest.mark.ros
-BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def start(executable, *params, env, cwd):
-    """The node's console script with its parameter file and `-p name:=value` overrides."""
-    args = [str(BIN / executable), "--ros-args", "-r", "__ns:=/nsmtest",
-            "--params-file", str(ROOT / "config" / NODE_PARAMS[executable])]
-    for p in params:
-        args += ["-p", p]
-    return subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def stop(proc):
-    """SIGINT (as Ctrl-C / launch does), then the exit code and everything it printed."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return proc.returncode, out
 
 
 @pytest.mark.parametrize("executable, params, error", [

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from nsm.policy.base import Observation
+from nsm.contract import Observation
 from nsm.policy.runtime import AsyncChunkRuntime
 
 

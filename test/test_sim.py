@@ -45,9 +45,11 @@ def test_the_plan_is_a_joint_trajectory_within_the_contract(scene, contract):
     assert np.all(plan >= contract.lower) and np.all(plan <= contract.upper)
     assert np.all(np.abs(np.diff(plan, axis=0)) <= contract.max_step)
     np.testing.assert_allclose(plan[-1], contract.home, atol=1e-9)  # ends at home
-    from nsm.policy.base import Observation
+    from nsm.contract import Observation
 
-    chunk = expert.predict_chunk(Observation(len(plan) - 5, 0.0, plan[0]))
+    first = expert.predict_chunk(Observation(100, 0.0, plan[0]))  # row 0 is for the first step it is asked about
+    assert np.array_equal(first, plan[:20])
+    chunk = expert.predict_chunk(Observation(100 + len(plan) - 5, 0.0, plan[0]))
     assert chunk.shape == (20, 6) and np.all(chunk[5:] == plan[-1])  # holds the last pose past the plan
 
 

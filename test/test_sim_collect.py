@@ -5,8 +5,8 @@ import sys
 import h5py
 import pytest
 
+from nsm.app.collect import Collector
 from nsm.errors import NsmError
-from nsm.sim.collect import Collector
 
 
 def test_collect_records_successful_episodes_as_a_lerobot_dataset(tmp_path, contract):

@@ -48,13 +48,14 @@ def test_reads_and_commands_go_over_the_feetech_protocol(contract, calibration):
         arm = So101Arm(contract, chain.port, calibration)
         try:
             # connect wrote this arm's calibration and LeRobot's configuration, and left torque on
-            assert all(s.min == RANGES[n][0] and s.max == RANGES[n][1] for n, s in zip(LEROBOT_JOINTS, servos(chain)))
+            limits = [(s.min, s.max) for s in servos(chain)]
+            assert limits == [RANGES[n] for n in LEROBOT_JOINTS]
             assert all(s.torque for s in servos(chain))
             reading = arm.read()
             assert reading.position.shape == (6,) and np.all(np.abs(reading.position[:5]) < 0.01)
             target = np.array([0.3, -0.4, 0.5, 0.2, -0.6, 1.0])
             arm.send(target)  # a sync write: no reply, so wait for the chain to have taken it
-            expected = [ticks(name, value, contract) for name, value in zip(LEROBOT_JOINTS, target)]
+            expected = [ticks(name, value, contract) for name, value in zip(LEROBOT_JOINTS, target, strict=True)]
             wait_until(lambda: np.allclose([s.goal for s in servos(chain)], expected, atol=1))
             wait_until(lambda: np.allclose(arm.read().position, target, atol=0.003))  # got there (~2 ticks)
             time.sleep(0.05)
@@ -71,6 +72,36 @@ def test_reads_and_commands_go_over_the_feetech_protocol(contract, calibration):
         assert chain.packets > 50
 
 
+def test_the_real_arm_reports_only_what_its_servos_measure(contract, calibration):
+    """The supply voltage the servos report; current and percentage unknown (NaN) unless a
+    pack curve is configured: never the simulated pack's values."""
+    from feetech_chain import SUPPLY_DECIVOLTS
+
+    with FeetechChain() as chain:
+        arm = So101Arm(contract, chain.port, calibration)
+        try:
+            b = arm.read_battery()
+        finally:
+            arm.close()
+        assert b.voltage == pytest.approx(SUPPLY_DECIVOLTS / 10) and not b.simulated
+        assert np.isnan(b.current) and np.isnan(b.percentage)
+    with FeetechChain() as chain:
+        arm = So101Arm(contract, chain.port, calibration, pack_curve=[(11.0, 0.0), (12.6, 1.0)])
+        try:
+            assert arm.read_battery().percentage == pytest.approx((12.1 - 11.0) / 1.6)
+        finally:
+            arm.close()
+
+
+def test_a_bad_pack_curve_is_one_clear_error():
+    from nsm.arm.so101 import parse_pack_curve
+
+    assert parse_pack_curve("") is None
+    assert parse_pack_curve("10.5:0,12.6:1") == [(10.5, 0.0), (12.6, 1.0)]
+    with pytest.raises(NsmError, match="volts:charge pairs"):
+        parse_pack_curve("12.6")
+
+
 def test_the_safety_filter_limits_what_reaches_the_servos(contract, calibration):
     with FeetechChain() as chain:
         arm = So101Arm(contract, chain.port, calibration)
@@ -80,7 +111,7 @@ def test_the_safety_filter_limits_what_reaches_the_servos(contract, calibration)
             arm.send(safety.filter(np.full(6, 10.0), 0.0))  # far outside every limit
             wait_until(lambda: servos(chain)[5].goal != 2048)
             sent = np.array([s.goal for s in servos(chain)])
-            allowed = np.array([ticks(n, v, contract) for n, v in zip(LEROBOT_JOINTS, start + contract.max_step)])
+            allowed = np.array([ticks(n, v, contract) for n, v in zip(LEROBOT_JOINTS, start + contract.max_step, strict=True)])
             assert np.all(sent <= allowed + 1)  # one control step's worth, no more
         finally:
             arm.close()
@@ -108,13 +139,19 @@ def test_a_missing_motor_is_one_error_and_nothing_moves(contract, calibration):
 
 @pytest.mark.ros
 def test_arm_driver_node_runs_the_real_driver_at_the_control_rate(ros_env, tmp_path, calibration):
-    from test_ros_smoke import start, stop
+    from geometry_msgs.msg import PoseStamped
+    from sensor_msgs.msg import BatteryState
+
+    from helpers import Observer, start, stop
 
     with FeetechChain() as chain:
         proc = start("arm_driver_node", "backend:=so101", f"port:={chain.port}", f"calibration:={calibration}",
                      env=ros_env, cwd=tmp_path)
+        observer = Observer("/nsmtest")
+        battery = observer.watch(BatteryState, "battery")
+        cube = observer.watch(PoseStamped, "sim/cube_pose")
         try:
-            wait_until(lambda: servos(chain)[0].goal_writes >= 10, timeout=60, proc=proc)
+            wait_until(lambda: servos(chain)[0].goal_writes >= 10 and len(battery) >= 2, timeout=60, proc=proc)
             before, t0 = servos(chain)[0].goal_writes, time.monotonic()
             time.sleep(2.0)
             rate = (servos(chain)[0].goal_writes - before) / (time.monotonic() - t0)
@@ -122,7 +159,13 @@ def test_arm_driver_node_runs_the_real_driver_at_the_control_rate(ros_env, tmp_p
             assert all(s.torque for s in servos(chain))
             held = [s.goal for s in servos(chain)]
             assert held == pytest.approx([2048] * 5 + [held[-1]], abs=2)  # it holds where the arm is
+            # a real arm never publishes a simulated value: the measured voltage, the rest unknown
+            msg = battery[-1]
+            assert msg.voltage == pytest.approx(12.1, abs=1e-6) and np.isnan(msg.percentage) and np.isnan(msg.current)
+            assert msg.power_supply_status == BatteryState.POWER_SUPPLY_STATUS_UNKNOWN
+            assert not cube and not observer.node.get_publishers_info_by_topic("/nsmtest/sim/cube_pose")
         finally:
+            observer.close()
             code, out = stop(proc)
         assert code == 0, out
         assert not any(s.torque for s in servos(chain))  # shut down: LeRobot's disconnect turns torque off
@@ -130,7 +173,7 @@ def test_arm_driver_node_runs_the_real_driver_at_the_control_rate(ros_env, tmp_p
 
 @pytest.mark.ros
 def test_arm_driver_node_without_calibration_is_one_error_and_exit_2(ros_env, tmp_path):
-    from test_ros_smoke import start
+    from helpers import start
 
     with FeetechChain() as chain:
         proc = start("arm_driver_node", "backend:=so101", f"port:={chain.port}",

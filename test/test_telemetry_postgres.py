@@ -6,7 +6,7 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from nsm.pipeline import Demo, DemoConfig
+from nsm.app.demo import Demo, DemoConfig
 from nsm.telemetry.db import connect
 from nsm.telemetry.writer import TelemetryWriter
 
@@ -27,7 +27,8 @@ def test_rows_land_as_jsonb_and_the_ai_query_works(pg_db, tmp_path):
     stats = writer.close()
     assert stats.written == 1200 and stats.spooled == 0
     with connect(pg_db).connect() as conn:
-        kind = conn.execute(text("SELECT data_type FROM information_schema.columns WHERE table_name='robot_telemetry' AND column_name='payload'")).scalar()
+        kind = conn.execute(text("SELECT data_type FROM information_schema.columns WHERE table_name='robot_telemetry' AND "
+                                 "column_name='payload'")).scalar()
         values = conn.execute(text("SELECT (payload->>'value')::float FROM robot_telemetry "
                                    "WHERE data_type='battery' AND robot_id='EP01' ORDER BY seq")).scalars().all()
     assert kind == "jsonb"

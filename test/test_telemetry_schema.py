@@ -2,6 +2,7 @@
 query; odd input is stored verbatim."""
 import json
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -112,3 +113,26 @@ def test_an_idle_writer_process_sleeps(tmp_path):
     used = cpu_seconds(writer._process.pid) - before
     assert writer.close().written == 40
     assert used < 0.5, f"the writer process used {used:.2f} s of CPU in 2 s of near-idleness"
+
+
+def test_every_row_builder_matches_the_ingest_schema():
+    """The payloads nsm logs are the ones `nsm serve` accepts; unknown values are JSON null."""
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from nsm.telemetry import rows
+    from nsm.telemetry.ingest import Row
+
+    names = ["a", "b"]
+    built = {"joint_states": rows.joint_states(names, [0.1, 0.2], [0.0, float("nan")], [1.0, 2.0]),
+             "joint_commands": rows.joint_commands(names, np.array([0.1, 0.2])),
+             "battery": rows.battery(12.1, float("nan"), float("nan")),
+             "loop_timing": rows.loop_timing(0.0334, 0.002, 7)}
+    for seq, (data_type, payload) in enumerate(built.items()):
+        wire = orjson.loads(orjson.dumps(payload))  # what the writer sends
+        Row(data_type=data_type, seq=seq, payload=wire, created_at=datetime.now(UTC))
+    assert built["battery"]["value"] is None and built["battery"]["current"] is None
+    assert built["battery"]["voltage"] == 12.1 and built["joint_states"]["velocity"] == [0.0, None]
+    with pytest.raises(ValueError, match="position"):
+        Row(data_type="joint_states", seq=0, payload={"velocity": []}, created_at=datetime.now(UTC))

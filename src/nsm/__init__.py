@@ -1,6 +1,7 @@
 """nsm: learned robot policies on an edge computer beside a low-cost arm.
 
-The core (camera, arm, policy, recording, telemetry, sim, pipeline) never imports ROS;
+The cores (control, camera, arm, policy, recording, telemetry, sim) and the application
+(app, cli) never import ROS;
 only `nsm.ros` does, so the CLI, tests and notebooks work without a ROS install.
 """
 import os

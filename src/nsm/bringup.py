@@ -5,9 +5,15 @@ plan as processes (each node's console script with the same parameter files and
 overrides). One source, so the test cannot drift from what a robot runs. ROS-free: the
 launch file imports it from the installed package.
 """
+import shutil
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
 
 from nsm.errors import NsmError
+from nsm.paths import share_file
 
 # executable -> its parameter file in config/ (the static launch test checks both)
 NODE_PARAMS = {
@@ -27,7 +33,7 @@ ARGUMENTS = {
     "devices": ("/dev/video0,/dev/video2", "sim:=false: V4L2 device per camera, in the order of `cameras`"),
     "port": ("/dev/ttyACM0", "sim:=false: the arm's serial port"),
     "calibration": ("", "sim:=false: LeRobot's calibration JSON of the arm"),
-    "model_path": ("", "LeRobot policy folder; empty: the scripted waypoint expert"),
+    "model_path": ("", "LeRobot policy folder; empty: the scripted expert (sim: pick and place; real arm: a joint tour)"),
     "backend": ("onnxruntime", "policy backend: torch | onnxruntime | tensorrt"),
     "models": ("", "telemetry model folders for predictor_node, comma-separated (empty: no predictor)"),
     "hub_url": ("", "Socket.IO hub the predictor sends ai_prediction updates to (token: NSM_HUB_TOKEN)"),
@@ -49,6 +55,15 @@ class NodeLaunch:
     def params_file(self) -> str:
         return NODE_PARAMS[self.executable]
 
+    def command(self, namespace: str, folder: Path) -> list[str]:
+        """The process launch_ros starts for this node: its console script, the parameter file,
+        then the overrides as a second parameter file (written to `folder`)."""
+        overrides = folder / f"{self.name}.overrides.yaml"
+        overrides.write_text(yaml.safe_dump({"/**": {"ros__parameters": self.overrides}}))
+        script = shutil.which(self.executable, path=str(Path(sys.executable).parent)) or self.executable
+        return [script, "--ros-args", "-r", f"__ns:={namespace}", "-r", f"__node:={self.name}",
+                "--params-file", str(share_file(f"config/{self.params_file}")), "--params-file", str(overrides)]
+
 
 def _flag(name: str, value: str) -> bool:
     if value.lower() not in ("true", "false"):
@@ -69,12 +84,13 @@ def plan(**args: str) -> list[NodeLaunch]:
         raise NsmError(f"sim:=false needs a device per camera: cameras:={a['cameras']} devices:={a['devices']}")
     seed = int(a["seed"])
     nodes = [NodeLaunch("camera_node", f"camera_{cam}",
-                        {"camera": cam, "source": "sim", "seed": seed} if sim else
+                        {"camera": cam, "source": "sim"} if sim else
                         {"camera": cam, "source": "opencv", "device": devices[i]})
              for i, cam in enumerate(cameras)]
     nodes.append(NodeLaunch("arm_driver_node", "arm_driver_node", {"backend": "sim", "seed": seed} if sim else
                             {"backend": "so101", "port": a["port"], "calibration": a["calibration"]}))
-    nodes.append(NodeLaunch("policy_node", "policy_node", {"model_path": a["model_path"], "backend": a["backend"]}))
+    nodes.append(NodeLaunch("policy_node", "policy_node", {"model_path": a["model_path"], "backend": a["backend"],
+                                                           "expert": "pick_place" if sim else "waypoint"}))
     if record:
         nodes.append(NodeLaunch("recorder_node", "recorder_node", {"cameras": cameras, "sim": sim}))
     nodes.append(NodeLaunch("db_bridge_node", "db_bridge_node", {"db_url": a["db_url"], "robot_id": a["robot_id"]}))

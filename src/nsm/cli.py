@@ -39,7 +39,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     """nsm: learned robot policies beside a low-cost arm."""
 
@@ -58,21 +59,32 @@ def one_line_errors():
 def demo(
     seconds: Annotated[float, typer.Option(help="Length of each episode in seconds of robot time.", min=0.1)] = 10.0,
     episodes: Annotated[int, typer.Option(help="How many episodes to run and record.", min=1)] = 1,
-    camera: Annotated[list[str] | None, typer.Option(help="Camera to render and record (repeat for several). Default: every camera of the robot contract (front, wrist).")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for episode_<n>.hdf5 files and the default SQLite database.")] = Path("runs/demo"),
-    db_url: Annotated[str | None, typer.Option(help="Telemetry database URL, e.g. postgresql://user@127.0.0.1/nsm. Default: sqlite:///<out>/telemetry.db.", envvar="NSM_DB_URL")] = None,
+    camera: Annotated[list[str] | None, typer.Option(help="Camera to render and record (repeat for several). Default: every "
+                                                          "camera of the robot contract (front, wrist).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for episode_<n>.hdf5 files and the default SQLite "
+                                           "database.")] = Path("runs/demo"),
+    db_url: Annotated[str | None, typer.Option(help="Telemetry database URL, e.g. postgresql://user@127.0.0.1/nsm. Default: "
+                                                    "sqlite:///<out>/telemetry.db.", envvar="NSM_DB_URL")] = None,
     robot: Annotated[str, typer.Option(help="Robot contract name (config/robots/<name>.yaml) or path.")] = "so101",
     robot_id: Annotated[str, typer.Option(help="robot_id written to every telemetry row.")] = "sim01",
     seed: Annotated[int, typer.Option(help="Seed of the first episode (cube placement); episode k uses seed+k.")] = 0,
     chunk_size: Annotated[int, typer.Option(help="Actions per policy chunk.", min=1)] = 30,
-    threshold: Annotated[float, typer.Option(help="Request a new chunk when fewer than threshold*chunk_size actions remain.", min=0.01, max=1.0)] = 0.5,
-    policy: Annotated[Path | None, typer.Option(help="LeRobot policy folder (e.g. from `nsm policy init`) to drive the arm instead of the scripted expert. Its cameras and image size must match the robot contract.")] = None,
-    backend: Annotated[str, typer.Option(help="With --policy: torch (LeRobot's forward), onnxruntime (needs `nsm policy export`) or tensorrt.")] = "onnxruntime",
-    merge: Annotated[str, typer.Option(help="How overlapping chunks combine: replace (newest wins), ensemble (ACT temporal ensembling, exp(-m*i)), blend (new*c + old*(1-c)).")] = "replace",
+    threshold: Annotated[float, typer.Option(help="Request a new chunk when fewer than threshold*chunk_size actions "
+                                                  "remain.", min=0.01, max=1.0)] = 0.5,
+    policy: Annotated[Path | None, typer.Option(help="LeRobot policy folder (e.g. from `nsm policy init`) to drive the arm "
+                                                     "instead of the scripted expert. Its cameras and image size must "
+                                                     "match the robot contract.")] = None,
+    backend: Annotated[str, typer.Option(help="With --policy: torch (LeRobot's forward), onnxruntime (needs `nsm policy "
+                                              "export`) or tensorrt.")] = "onnxruntime",
+    merge: Annotated[str, typer.Option(help="How overlapping chunks combine: replace (newest wins), ensemble (ACT temporal "
+                                            "ensembling, exp(-m*i)), blend (new*c + old*(1-c)).")] = "replace",
     merge_coeff: Annotated[float | None, typer.Option(help="m for ensemble (default 0.01), c for blend (default 0.7).")] = None,
-    bag: Annotated[bool, typer.Option(help="Also record each episode as a rosbag2 bag (MCAP): `ros2 bag info`, Foxglove.")] = False,
-    hdf5_compression: Annotated[str, typer.Option(help="HDF5 images: lzf (lossless; rendered sim images shrink ~20x) or none.")] = "lzf",
-    bag_images: Annotated[str, typer.Option(help="Bag images: jpeg (sensor_msgs/CompressedImage, ~10x smaller) or raw (sensor_msgs/Image).")] = "jpeg",
+    bag: Annotated[bool, typer.Option(help="Also record each episode as a rosbag2 bag (MCAP): `ros2 bag info`, "
+                                           "Foxglove.")] = False,
+    hdf5_compression: Annotated[str, typer.Option(help="HDF5 images: lzf (lossless; rendered sim images shrink ~20x) or "
+                                                       "none.")] = "lzf",
+    bag_images: Annotated[str, typer.Option(help="Bag images: jpeg (sensor_msgs/CompressedImage, ~10x smaller) or raw "
+                                                 "(sensor_msgs/Image).")] = "jpeg",
     bag_zstd: Annotated[bool, typer.Option(help="zstd-compress the bag's MCAP chunks.")] = False,
 ) -> None:
     """Run the simulated SO-101 end to end, headless, and print a summary.
@@ -84,7 +96,7 @@ def demo(
     contract's rate (30 Hz); cameras render and the recorder writes on their own threads,
     telemetry goes to the database from a separate process.
     """
-    from nsm.pipeline import Demo, DemoConfig
+    from nsm.app.demo import Demo, DemoConfig
 
     with one_line_errors():
         run = Demo(DemoConfig(robot=robot, cameras=camera or None, episodes=episodes, seconds=seconds, out=out,
@@ -140,7 +152,8 @@ def policy_init(
 @policy_app.command("export")
 def policy_export(
     model: Annotated[Path, typer.Argument(help="Policy folder (LeRobot save_pretrained layout).")],
-    format: Annotated[str, typer.Option("--format", help="onnx, or tensorrt (builds the engine for this GPU from the ONNX export).")] = "onnx",
+    format: Annotated[str, typer.Option("--format", help="onnx, or tensorrt (builds the engine for this GPU from the ONNX "
+                                                         "export).")] = "onnx",
     fp16: Annotated[bool, typer.Option(help="TensorRT: build an FP16 engine.")] = False,
 ) -> None:
     """Export the policy network for the onnxruntime / tensorrt backends.
@@ -248,7 +261,8 @@ def serve(
     token: Annotated[str, typer.Option(help="Bearer token robots must send.", envvar="NSM_INGEST_TOKEN")] = "",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    spool: Annotated[Path, typer.Option(help="Server-side spool for rows that arrive while the database is down.")] = Path("runs/server/spool"),
+    spool: Annotated[Path, typer.Option(help="Server-side spool for rows that arrive while the database is "
+                                             "down.")] = Path("runs/server/spool"),
 ) -> None:
     """Run the telemetry ingest service (FastAPI): robots POST batches to /v1/telemetry.
 
@@ -275,10 +289,13 @@ app.add_typer(sim_app, name="sim")
 @sim_app.command("collect")
 def sim_collect(
     episodes: Annotated[int, typer.Option(help="Episodes to record (10 s each, seeds seed..seed+N-1).", min=1)] = 50,
-    out: Annotated[Path, typer.Option(help="New folder: episodes/ (HDF5 + telemetry.db) and lerobot/ (the dataset).")] = Path("runs/collect"),
+    out: Annotated[Path, typer.Option(help="New folder: episodes/ (HDF5 + telemetry.db) and lerobot/ (the "
+                                           "dataset).")] = Path("runs/collect"),
     seed: Annotated[int, typer.Option(help="Seed of the first episode's cube placement.")] = 0,
-    camera: Annotated[list[str] | None, typer.Option(help="Camera to record (repeat). Default: every camera of the robot contract.")] = None,
-    repo_id: Annotated[str, typer.Option(help="Name the LeRobotDataset is known by (nothing is uploaded).")] = "local/nsm_sim_pick_place",
+    camera: Annotated[list[str] | None, typer.Option(help="Camera to record (repeat). Default: every camera of the robot "
+                                                          "contract.")] = None,
+    repo_id: Annotated[str, typer.Option(help="Name the LeRobotDataset is known by (nothing is "
+                                              "uploaded).")] = "local/nsm_sim_pick_place",
     videos: Annotated[bool, typer.Option(help="Store cameras as MP4 video (LeRobot's default) instead of PNG frames.")] = True,
 ) -> None:
     """Record scripted expert demonstrations in simulation and convert them for training.
@@ -288,7 +305,7 @@ def sim_collect(
     as HDF5 in OUT/episodes; the successful ones become the LeRobotDataset in OUT/lerobot
     (`LeRobotDataset(repo_id, root=OUT/lerobot)`), ready for `nsm train` or LeRobot's scripts.
     """
-    from nsm.sim.collect import Collector
+    from nsm.app.collect import Collector
 
     with one_line_errors():
         collector = Collector(episodes, out, seed, cameras=camera or None, repo_id=repo_id, videos=videos)
@@ -313,8 +330,10 @@ def sim_telemetry(
     seconds: Annotated[float, typer.Option(help="Robot time to simulate (runs ~30x faster than real time).", min=1)] = 600.0,
     db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/sim-telemetry/telemetry.db",
     seed: Annotated[int, typer.Option(help="Seed of cube placements, pushes and their forces.")] = 0,
-    battery_ah: Annotated[float, typer.Option(help="Battery capacity; small, so a run holds whole discharges.", min=0.001)] = 0.05,
-    pushes_per_minute: Annotated[float, typer.Option(help="Collisions (pushes on the gripper) per minute, on average.", min=0)] = 6.0,
+    battery_ah: Annotated[float, typer.Option(help="Battery capacity; small, so a run holds whole "
+                                                   "discharges.", min=0.001)] = 0.05,
+    pushes_per_minute: Annotated[float, typer.Option(help="Collisions (pushes on the gripper) per minute, on "
+                                                          "average.", min=0)] = 6.0,
 ) -> None:
     """Simulated telemetry at simulation speed, with known collisions: training data for `nsm ai train`.
 
@@ -324,8 +343,8 @@ def sim_telemetry(
     """
     import time
 
+    from nsm.app.sim_telemetry import simulate_telemetry
     from nsm.contract import load_contract
-    from nsm.sim.telemetry import simulate_telemetry
     from nsm.telemetry.writer import open_writer
 
     with one_line_errors():
@@ -352,10 +371,12 @@ app.add_typer(ai_app, name="ai")
 @ai_app.command("train")
 def ai_train(
     robot: Annotated[str, typer.Option(help="robot_id whose telemetry trains the model, e.g. EP01.")],
-    type: Annotated[str, typer.Option("--type", help="battery (seconds until 5% left) or collision (risk from tracking error and effort).")],
+    type: Annotated[str, typer.Option("--type", help="battery (seconds until 5% left) or collision (risk from tracking error "
+                                                     "and effort).")],
     db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/sim-telemetry/telemetry.db",
     out: Annotated[Path | None, typer.Option(help="Model folder. Default: models/TYPE-ROBOT.")] = None,
-    holdout: Annotated[float, typer.Option(help="Share of the time range held out (the last part) for the card's metrics.")] = 0.25,
+    holdout: Annotated[float, typer.Option(help="Share of the time range held out (the last part) for the card's "
+                                                "metrics.")] = 0.25,
 ) -> None:
     """Train a telemetry model through the export API and write model.onnx + preprocessing.json + MODEL_CARD.md.
 
@@ -384,43 +405,23 @@ def ai_hub(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     namespace: Annotated[str, typer.Option(help="Socket.IO namespace.")] = "/",
     token: Annotated[str, typer.Option(help="Token workers must send ('' = any).", envvar="NSM_HUB_TOKEN")] = "",
-    record: Annotated[Path | None, typer.Option(help="Append each message with its arrival time to this JSON-lines file.")] = None,
+    record: Annotated[Path | None, typer.Option(help="Append each message with its arrival time to this JSON-lines "
+                                                     "file.")] = None,
 ) -> None:
     """A development hub: shows the `ai_prediction` updates workers send, as the operators' hub would receive them.
 
     Workers (`nsm worker --hub-url http://HOST:PORT`, predictor_node `hub_url`) emit
     `worker_to_hub`; dashboards connected here receive each update as the `update_data` event.
     """
-    import json
-    import threading
-    import time
+    from nsm.app.hub import run_dev_hub
 
-    from nsm.ai.dev_hub import DevHub
-
-    out = record.open("a") if record else None
-    lock = threading.Lock()
-
-    def show(arrived: float, message: dict) -> None:
+    def show(message: dict) -> None:
         data = message.get("data", {}) if isinstance(message, dict) else {}
-        if out is not None:
-            with lock:
-                out.write(json.dumps({"arrived": arrived, "message": message}) + "\n")
-                out.flush()
-        else:
-            Console().print(f"{data.get('robot_id')} {data.get('model')}: {data.get('message')} "
-                            f"(confidence {data.get('confidence')})", highlight=False)
+        Console().print(f"{data.get('robot_id')} {data.get('model')}: {data.get('message')} "
+                        f"(confidence {data.get('confidence')})", highlight=False)
 
-    hub = DevHub(host, port, namespace, token or None, on_update=show).start()
-    console.print(f"hub on {hub.url} namespace {namespace}; Ctrl-C stops")
-    try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        hub.stop()
-        if out is not None:
-            out.close()
+    run_dev_hub(host, port, namespace, token or None, record, None if record else show,
+                lambda url: console.print(f"hub on {url} namespace {namespace}; Ctrl-C stops"))
 
 
 @app.command()
@@ -442,36 +443,18 @@ def worker(
     the `predictor_node` does the same from the topics. The hub being down never blocks it:
     messages wait in a bounded queue (oldest dropped, counted) and it reconnects.
     """
-    import threading
-    import time
+    from nsm.app.worker import follow_database
 
-    from nsm.ai.hub import HubClient
-    from nsm.ai.worker import BrainWorker, PredictionStore, tail_database
+    with one_line_errors(), console.status("waiting for telemetry") as status:
+        def show(s, hub) -> None:
+            hub_text = f", hub {hub.sent} sent / {hub.dropped} dropped" if hub else ""
+            status.update(f"{s.rows} rows, {s.predictions} predictions, {s.skipped} skipped{hub_text}")
 
-    with one_line_errors():
-        hub = HubClient(hub_url, hub_namespace, hub_token or None) if hub_url else None
-        brain = BrainWorker(model, hub=hub, store=PredictionStore(db_url) if store else None)
-        stop = threading.Event()
-        if duration:
-            threading.Timer(duration, stop.set).start()
-        started = time.monotonic()
-        try:
-            with console.status("waiting for telemetry") as status:
-                for row in tail_database(db_url, brain.data_types, robot, from_start=from_start, stop=stop):
-                    brain.feed(*row)
-                    s = brain.stats
-                    hub_text = f", hub {hub.sent} sent / {hub.dropped} dropped" if hub else ""
-                    status.update(f"{s.rows} rows, {s.predictions} predictions, {s.skipped} skipped{hub_text}")
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if hub is not None:
-                hub.close()
-            if brain.store is not None:
-                brain.store.close()
-    s = brain.stats
-    Console().print(f"{s.rows} rows in {time.monotonic() - started:.0f} s: {s.predictions} predictions, "
-                    f"{s.skipped} malformed rows skipped" + (f", hub: {hub.sent} sent, {hub.dropped} dropped" if hub else ""))
+        run = follow_database(model, db_url, robot, hub_url, hub_namespace, hub_token, store, from_start, duration, show)
+    s = run.stats
+    hub_text = f", hub: {run.hub_sent} sent, {run.hub_dropped} dropped" if run.hub_sent is not None else ""
+    Console().print(f"{s.rows} rows in {run.seconds:.0f} s: {s.predictions} predictions, "
+                    f"{s.skipped} malformed rows skipped{hub_text}")
 
 
 @app.command()
@@ -479,7 +462,8 @@ def train(
     dataset: Annotated[Path, typer.Option(help="LeRobotDataset folder (e.g. runs/collect/lerobot from `nsm sim collect`).")],
     out: Annotated[Path, typer.Option(help="New folder for the trained policy (LeRobot layout) and training/ logs.")],
     repo_id: Annotated[str, typer.Option(help="The dataset's repo_id (as given when it was made).")] = "local/nsm_sim_pick_place",
-    preset: Annotated[str, typer.Option(help="cpu: small transformer, chunk 30, 3000 steps (hours on 2 cores); full: LeRobot's ACT defaults, 100k steps (a GPU).")] = "cpu",
+    preset: Annotated[str, typer.Option(help="cpu: small transformer, chunk 30, 3000 steps (hours on 2 cores); full: "
+                                             "LeRobot's ACT defaults, 100k steps (a GPU).")] = "cpu",
     steps: Annotated[int | None, typer.Option(help="Training steps (default: the preset's).", min=1)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (default: the preset's).", min=1)] = None,
     device: Annotated[str, typer.Option(help="auto (cuda when there is one), cpu or cuda.")] = "auto",
@@ -512,9 +496,11 @@ def eval_policy(
     model: Annotated[Path, typer.Option(help="Trained policy folder (from `nsm train`).")],
     episodes: Annotated[int, typer.Option(help="Episodes to run, on seeds seed..seed+N-1.", min=1)] = 20,
     seed: Annotated[int, typer.Option(help="First seed; collection uses 0.., so 1000.. are held out.")] = 1000,
-    backend: Annotated[str, typer.Option(help="onnxruntime (exported on first use), torch or tensorrt: what the robot runs.")] = "onnxruntime",
+    backend: Annotated[str, typer.Option(help="onnxruntime (exported on first use), torch or tensorrt: what the robot "
+                                              "runs.")] = "onnxruntime",
     seconds: Annotated[float, typer.Option(help="Length of each episode (the expert needs 9.5 s).", min=0.1)] = 12.0,
-    out: Annotated[Path | None, typer.Option(help="Folder for the episodes, eval.json and eval_sheet.png. Default: MODEL/eval-<backend>.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the episodes, eval.json and eval_sheet.png. Default: "
+                                                  "MODEL/eval-<backend>.")] = None,
 ) -> None:
     """Evaluate a policy in the simulated pick-and-place scene through the robot's runtime.
 
@@ -522,7 +508,7 @@ def eval_policy(
     training did not see; prints the success rate with a Wilson 95% interval and the time to
     success, and writes a contact sheet of one success and one failure.
     """
-    from nsm.sim.evaluate import Evaluator
+    from nsm.app.evaluate import Evaluator
 
     with one_line_errors():
         evaluator = Evaluator(model, episodes, out or model / f"eval-{backend}", seed, backend, seconds)
@@ -548,26 +534,21 @@ def dataset_inspect(
     verify: Annotated[bool, typer.Option(help="Recompute each episode's SHA-256 (reads every frame).")] = False,
 ) -> None:
     """A table of the episodes in FOLDER: frames, duration, cameras, outcome, integrity."""
-    import h5py
-
-    from nsm.recording.hdf5_writer import sha256_of
+    from nsm.app.datasets import inspect_folder
 
     table = Table(title=str(folder), title_justify="left")
     for column in ("episode", "frames", "seconds", "cameras", "policy", "success", "sha256"):
         table.add_column(column)
-    files = sorted(folder.glob("episode_*.hdf5*"), key=lambda p: int(p.name.split("_")[1].split(".")[0]))
-    for path in files:
-        if path.suffix == ".partial":
-            table.add_row(path.name, "", "", "", "", "", "[yellow]partial: run `nsm dataset recover`[/]")
+    with one_line_errors():
+        rows = inspect_folder(folder, verify)
+    for row in rows:
+        if row.info is None:
+            table.add_row(row.path.name, "", "", "", "", "", "[yellow]partial: run `nsm dataset recover`[/]")
             continue
-        with h5py.File(path) as f:
-            frames = int(f.attrs.get("frames", f["action"].shape[0]))
-            seconds = float(f["timestamp"][frames - 1]) if frames else 0.0
-            digest = f.attrs.get("sha256", "")
-            if verify and digest:
-                digest = "ok" if sha256_of(f, frames) == digest else "[red]MISMATCH[/]"
-            table.add_row(path.name, str(frames), f"{seconds:.1f}", ", ".join(sorted(f["observations/images"])),
-                          str(f.attrs.get("policy", "")), str(f.attrs.get("success", "")), str(digest)[:16])
+        i = row.info
+        integrity = "[red]MISMATCH[/]" if row.integrity == "MISMATCH" else row.integrity[:16]
+        table.add_row(row.path.name, str(i.frames), f"{i.seconds:.1f}", ", ".join(i.cameras), i.policy, i.success,
+                      integrity)
     Console().print(table)
 
 
@@ -584,18 +565,12 @@ def dataset_convert(
     Load it with `LeRobotDataset(repo_id, root=out)`; train with LeRobot's scripts
     (`--dataset.repo_id=<repo_id> --dataset.root=<out>`).
     """
-    import h5py
-
+    from nsm.app.datasets import closed_episodes, total_frames
     from nsm.recording.lerobot_convert import hdf5_to_lerobot
 
-    episodes = sorted(folder.glob("episode_*.hdf5"), key=lambda p: int(p.name.split("_")[1].split(".")[0]))
     with one_line_errors():
-        if not episodes:
-            raise NsmError(f"no episode_<n>.hdf5 files in {folder}")
-        total = 0
-        for path in episodes:
-            with h5py.File(path) as f:
-                total += int(f.attrs.get("frames", f["action"].shape[0]))
+        episodes = closed_episodes([folder])
+        total = total_frames(episodes)
         with Progress(TextColumn("[bold]convert"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task_id = progress.add_task("convert", total=total)
@@ -608,12 +583,13 @@ def dataset_from_bag(
     bags: Annotated[list[Path], typer.Argument(help="rosbag2 bag folders (MCAP or SQLite storage).")],
     out: Annotated[Path, typer.Option(help="Folder for the episode_<n>.hdf5 files (then `nsm dataset convert` it).")],
     robot: Annotated[str | None, typer.Option(help="Robot contract, for bags without robot_contract.yaml.")] = None,
-    max_skew: Annotated[float, typer.Option(help="Seconds a stream may be from a control tick; ticks beyond are left out.")] = 0.05,
+    max_skew: Annotated[float, typer.Option(help="Seconds a stream may be from a control tick; ticks beyond are left "
+                                                 "out.")] = 0.05,
 ) -> None:
     """Resample rosbag2 bags at the control rate into HDF5 episodes (nearest message per tick)."""
     from nsm.contract import load_contract
     from nsm.recording.bag_convert import bag_to_hdf5
-    from nsm.recording.hdf5_writer import next_episode_path
+    from nsm.recording.episodes import next_episode_path
 
     with one_line_errors():
         contract = load_contract(robot) if robot else None
@@ -631,15 +607,11 @@ def dataset_plot(
     frames: Annotated[int, typer.Option(help="Frames per camera in the contact sheet.", min=1)] = 8,
 ) -> None:
     """Joint traces (state vs commanded action, per joint) and a contact sheet of camera frames, as PNG."""
+    from nsm.app.datasets import closed_episodes
     from nsm.plots import plot_episode
 
-    files = [p for e in episodes for p in (sorted(e.glob("episode_*.hdf5")) if e.is_dir() else [e])]
     with one_line_errors():
-        if not files:
-            raise NsmError(f"no episode_<n>.hdf5 files in {', '.join(map(str, episodes))}")
-        for path in files:
-            if not path.is_file():
-                raise NsmError(f"{path} does not exist")
+        for path in closed_episodes(episodes):
             for png in plot_episode(path, out, frames):
                 Console().print(f"wrote {png}")
 
@@ -649,18 +621,14 @@ def dataset_recover(
     path: Annotated[Path, typer.Argument(help="An episode_<n>.hdf5.partial file, or a folder to recover every one in.")],
 ) -> None:
     """Turn `*.partial` episodes left by a crash into valid episodes, truncated to their last flush."""
-    import h5py
-
+    from nsm.app.datasets import partial_episodes
+    from nsm.recording.episodes import episode_info
     from nsm.recording.recover import recover
 
-    partials = sorted(path.glob("*.hdf5.partial")) if path.is_dir() else [path]
     with one_line_errors():
-        if not partials:
-            raise NsmError(f"no *.hdf5.partial episodes in {path}")
-        for partial in partials:
+        for partial in partial_episodes(path):
             final = recover(partial)
-            with h5py.File(final) as f:
-                Console().print(f"recovered {final} ({f.attrs['frames']} frames)")
+            Console().print(f"recovered {final} ({episode_info(final).frames} frames)")
 
 
 def _print_summary(s) -> None:
@@ -670,10 +638,12 @@ def _print_summary(s) -> None:
     done = [ok for ok in s.successes if ok is not None]
     table.add_row("episodes", f"{len(s.episodes)}, task succeeded in {sum(done)}/{len(done)}")
     table.add_row("frames recorded", f"{s.frames} (dropped {s.dropped_frames})")
-    table.add_row("control period", f"p50 {s.percentile(50):.2f} ms, p99 {s.percentile(99):.2f} ms, max {s.period_ms.max():.2f} ms")
+    table.add_row("control period", f"p50 {s.percentile(50):.2f} ms, p99 {s.percentile(99):.2f} ms, max "
+                                    f"{s.period_ms.max():.2f} ms")
     table.add_row("camera fps (rendered)", ", ".join(f"{k} {v:.1f}" for k, v in s.camera_fps.items()))
     if len(s.inference_ms):
-        table.add_row("policy", f"{s.chunks} chunks, inference p50 {float(np.median(s.inference_ms)):.2f} ms, {s.empty_ticks} ticks held (empty queue)")
+        table.add_row("policy", f"{s.chunks} chunks, inference p50 {float(np.median(s.inference_ms)):.2f} ms, "
+                                f"{s.empty_ticks} ticks held (empty queue)")
     table.add_row("safety", f"{s.rejected_commands} commands rejected")
     t = s.telemetry
     table.add_row("telemetry rows", f"{t.written} written, {t.spooled} spooled, {t.dropped} dropped")

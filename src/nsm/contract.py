@@ -5,6 +5,7 @@ the cameras and the control rate. The sim, the drivers, the policy runtime, the 
 and the converters all read it, and a copy is stored with every episode, so a mismatch
 is an error at load time instead of a silent reorder of joints.
 """
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,17 @@ class RobotContract(_Strict):
     def to_yaml(self) -> str:
         """The contract as stored beside recorded data."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the robot observed at one control step, in the contract's terms: what every policy
+    (learned or scripted) is given."""
+
+    step: int  # control step the observation was taken at
+    stamp: float  # time of the joint reading (time.monotonic() in-process; ROS time in the nodes)
+    state: np.ndarray  # joint positions, contract order
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # camera name -> (H, W, 3) uint8
 
 
 def load_contract(robot: str | Path = "so101") -> RobotContract:

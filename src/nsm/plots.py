@@ -39,7 +39,7 @@ def joint_traces(path: Path, t: np.ndarray, names: list[str], state: np.ndarray,
     plt = _pyplot()
     rows = (len(names) + 1) // 2
     fig, axes = plt.subplots(rows, 2, figsize=(10, 2.2 * rows), dpi=100, sharex=True, squeeze=False)
-    for k, (ax, name) in enumerate(zip(axes.flat, names)):
+    for k, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
         ax.plot(t, state[:, k], label="state")
         ax.plot(t, action[:, k], "--", label="action")
         ax.set_title(name, fontsize=9)
@@ -80,8 +80,10 @@ def episode_frames(path: Path, count: int = 8) -> tuple[dict[str, list[np.ndarra
     """`count` evenly spaced frames of every camera of an HDF5 episode, and their times."""
     import h5py
 
+    from nsm.recording.episodes import frame_count
+
     with h5py.File(path) as f:
-        frames = int(f.attrs.get("frames", f["action"].shape[0]))
+        frames = frame_count(f)
         picks = np.linspace(0, frames - 1, min(count, frames)).round().astype(int)
         t = f["timestamp"][:frames]
         rows = {cam: [f[f"observations/images/{cam}"][i] for i in picks] for cam in f["observations/images"]}
@@ -92,10 +94,12 @@ def plot_episode(path: Path, out: Path, count: int = 8) -> list[Path]:
     """`<episode>_joints.png` (state vs action per joint) and `<episode>_frames.png` (contact sheet)."""
     import h5py
 
+    from nsm.recording.episodes import frame_count
+
     out.mkdir(parents=True, exist_ok=True)
     stem = path.name.split(".")[0]
     with h5py.File(path) as f:
-        frames = int(f.attrs.get("frames", f["action"].shape[0]))
+        frames = frame_count(f)
         names = [str(n) for n in f.attrs["joint_names"]]
         success = f.attrs.get("success", "unknown")
         traces = joint_traces(out / f"{stem}_joints.png", f["timestamp"][:frames], names,

@@ -229,8 +229,8 @@ def train(db_url: str, robot_id: str, kind: str, out: Path, holdout: float = 0.2
 
 
 def model_card(kind, robot_id, data: Dataset, names, prep, metrics, cut, estimator, seconds) -> dict:
-    import sklearn
     import skl2onnx
+    import sklearn
 
     def iso(t: float) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

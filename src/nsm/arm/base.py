@@ -1,4 +1,8 @@
-"""The arm interface every backend implements: sim (MuJoCo) and so101 (LeRobot's Feetech driver)."""
+"""The arm interface every backend implements: sim (MuJoCo) and so101 (LeRobot's Feetech driver).
+
+Each backend owns what it can measure, the battery included: a real arm never reports a
+simulated value; what it cannot measure is NaN (sensor_msgs/BatteryState's "unknown").
+"""
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -13,6 +17,14 @@ class JointReading:
     stamp: float  # time.monotonic() of the read
 
 
+@dataclass(frozen=True)
+class BatteryReading:
+    voltage: float  # V
+    current: float  # A drawn (positive = discharging); NaN: not measured
+    percentage: float  # 0..1, as sensor_msgs/BatteryState; NaN: unknown
+    simulated: bool  # True only from the simulated pack
+
+
 class Arm(Protocol):
     def read(self) -> JointReading:
         """The current joint state."""
@@ -24,6 +36,9 @@ class Arm(Protocol):
 
     def set_torque(self, on: bool) -> None:
         """Motor torque on or off (the safety watchdog's last resort)."""
+
+    def read_battery(self) -> BatteryReading:
+        """The supply as this backend measures it (the control loop asks once a second)."""
 
     def close(self) -> None:
         """Release the hardware (the driver node calls it on shutdown)."""

@@ -9,19 +9,31 @@ Nothing here prompts: the calibration file must exist (LeRobot's `lerobot-calibr
 it), a missing port or file is one error naming the fix, before any motor is addressed.
 """
 import glob
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-from nsm.arm.base import JointReading
+from nsm.arm.base import BatteryReading, JointReading
 from nsm.contract import RobotContract
 from nsm.errors import NsmError
 
 LEROBOT_JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 LOAD_FULL_SCALE = 1000.0  # Present_Load is in 0.1 % of the stall torque
+VOLTS_PER_UNIT = 0.1  # Present_Voltage is in 0.1 V
 CONNECT_ATTEMPTS = 3
 TORQUE_RETRIES = 5
+
+
+def parse_pack_curve(text: str) -> list[tuple[float, float]] | None:
+    """`"10.5:0,11.1:0.1,12.6:1"` (volts:charge pairs) -> points; "" -> None (percentage unknown)."""
+    if not text.strip():
+        return None
+    try:
+        return [(float(v), float(c)) for v, c in (pair.split(":") for pair in text.split(","))]
+    except ValueError:
+        raise NsmError(f"pack_curve '{text}' is not volts:charge pairs, e.g. 10.5:0,11.1:0.1,12.6:1") from None
 
 
 def serial_ports() -> list[str]:
@@ -31,7 +43,13 @@ def serial_ports() -> list[str]:
 class So101Arm:
     """`Arm` for a real SO-101 follower. `calibration` is LeRobot's `<id>.json` for this arm."""
 
-    def __init__(self, contract: RobotContract, port: str, calibration: Path):
+    def __init__(self, contract: RobotContract, port: str, calibration: Path,
+                 pack_curve: list[tuple[float, float]] | None = None):
+        """`pack_curve`: (volts, charge 0..1) points of the pack that powers the arm, to turn the
+        measured voltage into a percentage; without one the percentage is unknown (NaN)."""
+        if pack_curve and (len(pack_curve) < 2 or any(len(p) != 2 for p in pack_curve)
+                           or list(pack_curve) != sorted(pack_curve)):
+            raise NsmError(f"pack_curve {pack_curve} must be two or more (volts, charge) pairs in rising voltage")
         if contract.joint_names != LEROBOT_JOINTS:
             raise NsmError(f"robot {contract.robot} has joints {contract.joint_names}; the so101 backend drives "
                            f"{LEROBOT_JOINTS}")
@@ -55,6 +73,7 @@ class So101Arm:
             self.bus.write_calibration(self.robot.calibration)
         self._gripper_range = (contract.joints[-1].lower, contract.joints[-1].upper)
         self._last: tuple[np.ndarray, float] | None = None
+        self._pack_curve = np.array(pack_curve, dtype=float) if pack_curve else None
         self.torque_on = True
 
     def _connect(self, port: str) -> None:
@@ -107,6 +126,17 @@ class So101Arm:
         else:
             self.bus.disable_torque(num_retry=TORQUE_RETRIES)
         self.torque_on = on
+
+    def read_battery(self) -> BatteryReading:
+        """The supply voltage the servos measure (median over the chain; they share one
+        supply). The current is not measured by the STS3215; the percentage comes only from
+        the configured pack curve. Nothing here is simulated."""
+        volts = self.bus.sync_read("Present_Voltage", normalize=False, num_retry=self.robot.config.num_read_retries)
+        voltage = VOLTS_PER_UNIT * float(np.median(list(volts.values())))
+        charge = math.nan
+        if self._pack_curve is not None:
+            charge = float(np.interp(voltage, self._pack_curve[:, 0], self._pack_curve[:, 1]))
+        return BatteryReading(voltage, math.nan, charge, simulated=False)
 
     def close(self) -> None:
         """Disconnect; LeRobot turns the torque off on the way (the arm goes limp)."""

@@ -1,16 +1,9 @@
-"""What a policy sees and what it returns."""
-from dataclasses import dataclass, field
+"""What a policy is: one observation (nsm.contract.Observation) in, a chunk of actions out."""
 from typing import Protocol
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Observation:
-    step: int  # control step the observation was taken at
-    stamp: float  # time.monotonic() of the joint reading
-    state: np.ndarray  # joint positions, contract order
-    images: dict[str, np.ndarray] = field(default_factory=dict)  # camera name -> (H, W, 3) uint8
+from nsm.contract import Observation
 
 
 class ChunkPolicy(Protocol):

@@ -89,7 +89,7 @@ def export_onnx(policy_dir: PolicyDir) -> Path:
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: dynamo=True breaks opset 17
         torch.onnx.export(module, tuple(dummy), str(path), input_names=names, output_names=[OUTPUT],
                           opset_version=ONNX_OPSET, dynamo=False)
-    meta = {"format": "onnx", "file": path.name, "inputs": {n: list(t.shape) for n, t in zip(names, dummy)},
+    meta = {"format": "onnx", "file": path.name, "inputs": {n: list(t.shape) for n, t in zip(names, dummy, strict=True)},
             "output": OUTPUT, "chunk_size": f.chunk_size, "action_dim": f.action_dim,
             "stats_hash": policy_dir.stats_hash(), "opset": ONNX_OPSET,
             "lerobot": lerobot.__version__, "torch": torch.__version__}

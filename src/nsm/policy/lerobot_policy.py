@@ -7,10 +7,9 @@ step differs between torch, onnxruntime and tensorrt.
 """
 import numpy as np
 
-from nsm.contract import RobotContract
+from nsm.contract import Observation, RobotContract
 from nsm.errors import NsmError
 from nsm.policy.backends import make_backend
-from nsm.policy.base import Observation
 from nsm.policy.model_dir import IMAGE_PREFIX, STATE_KEY, PolicyDir
 
 

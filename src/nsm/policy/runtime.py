@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from nsm.contract import Observation
 from nsm.policy.action_queue import ActionQueue
-from nsm.policy.base import ChunkPolicy, Observation
+from nsm.policy.base import ChunkPolicy
 
 
 class AsyncChunkRuntime:
@@ -54,10 +55,15 @@ class AsyncChunkRuntime:
         self._thread.start()
         return self
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=30)
+        if self.started:
+            self._thread.join(timeout=30)
 
     def act(self, obs: Observation) -> np.ndarray | None:
         """The action for `obs.step`, or None when the queue is empty. Never blocks on inference."""

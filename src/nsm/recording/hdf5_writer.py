@@ -10,8 +10,9 @@ ALOHA converter read a folder of them unchanged):
     /timestamp                    (T,)   float64, seconds since the episode started
     attrs: sim, fps, robot, joint_names, policy, success, contract (YAML), frames
 
-Frames are written off the control path (BackgroundEpisodeWriter). The writer thread appends to `episode_<n>.hdf5.partial` in HDF5's SWMR mode
-(single writer, multiple readers: the file on disk is consistent after every flush),
+Frames are written off the control path (BackgroundEpisodeWriter). The writer thread appends
+to `episode_<n>.hdf5.partial` in HDF5's SWMR mode (single writer, multiple readers: the
+file on disk is consistent after every flush),
 flushing every `flush_every` frames; `close()` stores the frame count and a SHA-256 of
 everything written (attrs `frames`, `sha256`) and renames it. A crash therefore leaves every
 closed episode intact and verifiable, and the partial one readable up to its last flush:
@@ -47,12 +48,6 @@ def sha256_of(f: h5py.File, frames: int) -> str:
     return digest.hexdigest()
 
 
-def next_episode_path(folder: Path) -> Path:
-    """episode_<n>.hdf5 with n one past the highest index already in `folder`."""
-    taken = [int(p.name.split("_")[1].split(".")[0]) for p in folder.glob("episode_*.hdf5*")]
-    return folder / f"episode_{max(taken, default=-1) + 1}.hdf5"
-
-
 class Hdf5EpisodeWriter(BackgroundEpisodeWriter):
     def __init__(self, path: Path, contract: RobotContract, cameras: list[str], *, sim: bool, policy: str,
                  queue_size: int = 256, flush_every: int = 30, compression: str | None = None,
@@ -74,7 +69,8 @@ class Hdf5EpisodeWriter(BackgroundEpisodeWriter):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = h5py.File(self.partial, "w", libver="latest")
         except OSError as exc:
-            raise NsmError(f"cannot write episodes to {self.path.parent}: {exc.strerror or exc}; choose a writable output folder") from None
+            raise NsmError(f"cannot write episodes to {self.path.parent}: {exc.strerror or exc}; choose a writable output "
+                           "folder") from None
         self._create_datasets()
         self._file.swmr_mode = True  # from here on the file stays readable whatever happens to this process
         self._digest = hashlib.sha256()

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from nsm.errors import NsmError
+from nsm.recording.episodes import frame_count
 
 
 def _layout(path: Path) -> dict:
@@ -58,7 +59,7 @@ def hdf5_to_lerobot(episodes: list[Path], root: Path, repo_id: str, task: str, u
                                     robot_type=layout["robot"], use_videos=use_videos)
     for path in episodes:
         with h5py.File(path) as f:
-            frames = int(f.attrs.get("frames", f["action"].shape[0]))
+            frames = frame_count(f)
             qpos, action = f["observations/qpos"][:frames].astype(np.float32), f["action"][:frames].astype(np.float32)
             for t in range(frames):
                 frame = {"observation.state": qpos[t], "action": action[t], "task": task}

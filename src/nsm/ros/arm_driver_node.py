@@ -1,128 +1,158 @@
-"""arm_driver_node: the control loop on a timer at the contract rate.
+"""arm_driver_node: the control loop (nsm.control.ControlLoop, the one `nsm demo` runs) behind topics.
 
-Subscribes `action_chunk` (JointTrajectory, stamped with the observation time) and merges
-it into an ActionQueue by control step; every tick sends the queued action through the
-safety filter (nothing queued, or disabled: hold) and publishes `joint_states`,
-`joint_commands` (what was actually sent) and, once a second, `battery`.
-Service `arm_driver/enable` (std_srvs/SetBool).
+The loop runs on its own real-time thread at the contract rate; the rclpy executor never
+sits in a tick's path. It only hands chunks in: `action_chunk` (JointTrajectory, stamped
+with the observation time) is aligned by control step and merged into a thread-safe
+ChunkInbox the loop reads. What a tick produced is published from the loop thread right
+after the send: `joint_states`, `joint_commands` (what was actually sent) and, once a
+second, `battery` as the backend measures it (sim: the simulated pack; so101: the servos'
+supply voltage, the rest NaN). Service `arm_driver/enable` (std_srvs/SetBool).
+
+In simulation this node owns the one simulated world: it also publishes the cube's pose
+(`sim/cube_pose`, geometry_msgs/PoseStamped, every tick), from which the sim cameras and the
+scripted expert pose their view, and the scene's task check (`sim/success`, std_msgs/Bool,
+latched, on every change; also on /diagnostics).
 
 When chunks stop (the policy node died or stalled) the queue runs dry and the arm holds
 its last command with torque on: an SO-101 without torque drops onto the table. /diagnostics
-says so (WARN "holding position: no action_chunk for N s"), with the loop rate, tick
-overruns, queue depth and rejected input. `torque_off_after` > 0 cuts torque instead once
-commands have been stale that long (for arms that stay put unpowered).
+says so (WARN "holding position: no action_chunk for N s"), with the loop rate, skipped
+control slots, the worst recent period, queue depth and rejected input. `torque_off_after`
+> 0 cuts torque instead once commands have been stale that long.
 """
 import math
 from pathlib import Path
 
 import numpy as np
+from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, JointState
+from std_msgs.msg import Bool
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from nsm.arm.safety import SafetyFilter
 from nsm.arm.sim import SimArm
 from nsm.contract import load_contract
+from nsm.control import ChunkInbox, ControlLoop, Tick
 from nsm.errors import NsmError
-from nsm.policy.action_queue import MERGE_MODES, ActionQueue
+from nsm.policy.action_queue import MERGE_MODES
 from nsm.ros import convert
-from nsm.ros.node_main import COMMANDS_QOS, OK, WARN, declare, main_for, publish_diagnostics, rate_values
-from nsm.sim.battery import SimBattery
+from nsm.ros.node_main import COMMANDS_QOS, ERROR, OK, WARN, declare, main_for, publish_diagnostics, rate_values
 from nsm.sim.scene import SimScene
 from nsm.stats import RateMeter
 
 BACKENDS = ("sim", "so101")
+LOOPS = ("thread", "timer")
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RECENT_PERIODS = 300  # the worst period over the last 10 s goes on /diagnostics
 
 
 class ArmDriverNode(Node):
     def __init__(self):
         super().__init__("arm_driver_node")
         p = declare(self, robot="so101", backend="sim", seed=0, port="/dev/ttyACM0", calibration="",
-                    merge="replace", merge_coeff=-1.0, torque_off_after=0.0)
+                    merge="replace", merge_coeff=-1.0, torque_off_after=0.0, pack_curve="", loop="thread")
         if p.backend not in BACKENDS:
             raise NsmError(f"arm_driver_node: unknown backend '{p.backend}'; use one of {', '.join(BACKENDS)}")
+        if p.loop not in LOOPS:
+            raise NsmError(f"arm_driver_node: unknown loop '{p.loop}'; use one of {', '.join(LOOPS)}")
         if p.merge not in MERGE_MODES:
             raise NsmError(f"arm_driver_node: unknown merge '{p.merge}'; use one of {', '.join(MERGE_MODES)}")
         self.contract = load_contract(p.robot)
         self.names = self.contract.joint_names
+        self.scene: SimScene | None = None
         if p.backend == "sim":
-            self.arm = SimArm(SimScene(self.contract, p.seed))
+            self.scene = SimScene(self.contract, p.seed)
+            self.arm = SimArm(self.scene)
         else:  # every input checked above: the arm is only addressed once the node can run
-            from nsm.arm.so101 import So101Arm
+            from nsm.arm.so101 import So101Arm, parse_pack_curve
 
-            self.arm = So101Arm(self.contract, p.port, Path(p.calibration))
-        self.queue = ActionQueue(p.merge, p.merge_coeff if p.merge_coeff >= 0 else None)
-        self.safety = SafetyFilter(self.contract, self.arm.read().position,
-                                   torque_off_after=p.torque_off_after if p.torque_off_after > 0 else math.inf)
-        self.battery = SimBattery()
+            self.arm = So101Arm(self.contract, p.port, Path(p.calibration), parse_pack_curve(p.pack_curve))
+        self.inbox = ChunkInbox(p.merge, p.merge_coeff if p.merge_coeff >= 0 else None)
+        safety = SafetyFilter(self.contract, self.arm.read().position,
+                              torque_off_after=p.torque_off_after if p.torque_off_after > 0 else math.inf)
         self.rejected_chunks = 0
-        self.chunks, self.ticks = RateMeter(), RateMeter()
-        self.overruns = 0  # control steps skipped: a tick came a period or more late
-        self.t0 = self.now()
-        self.step = 0
+        self.chunks = RateMeter()
+        self.success: bool | None = None
+        self._rate_mark = (0.0, 0)  # (time, ticks) at the last report: the loop rate between reports
         self.pub_state = self.create_publisher(JointState, "joint_states", COMMANDS_QOS)
         self.pub_command = self.create_publisher(JointState, "joint_commands", COMMANDS_QOS)
         self.pub_battery = self.create_publisher(BatteryState, "battery", COMMANDS_QOS)
+        if self.scene is not None:
+            self.pub_cube = self.create_publisher(PoseStamped, "sim/cube_pose", COMMANDS_QOS)
+            self.pub_success = self.create_publisher(Bool, "sim/success", LATCHED_QOS)
         self.create_subscription(JointTrajectory, "action_chunk", self.on_chunk, COMMANDS_QOS)
         self.create_service(SetBool, "arm_driver/enable", self.on_enable)
-        self.create_timer(self.contract.period, self.tick)
+        self.loop = ControlLoop(self.contract, self.arm, self.inbox, safety, sinks=[self.publish], clock=self.now)
+        self.loop.start(thread=p.loop == "thread")
+        if p.loop == "timer":  # the executor runs each tick: kept only for bench/control_loop.py's comparison
+            self.create_timer(self.contract.period, self.loop.tick_now)
         publish_diagnostics(self, self.report)
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_chunk(self, msg: JointTrajectory) -> None:
+        """On the executor: align the chunk to control steps and hand it to the loop."""
         try:
             stamp, offsets, positions = convert.msg_to_chunk(msg, self.names)
         except (NsmError, ValueError) as exc:
             self.rejected_chunks += 1
             self.get_logger().warning(f"action_chunk rejected: {exc}", throttle_duration_sec=5.0)
             return
-        steps = np.round((stamp + offsets - self.t0) / self.contract.period).astype(int)
+        steps = np.array([self.loop.step_at(stamp + offset) for offset in offsets], dtype=int)
         if not len(steps) or np.any(np.diff(steps) != 1):
             self.rejected_chunks += 1
             self.get_logger().warning("action_chunk rejected: points must be one control period apart",
                                       throttle_duration_sec=5.0)
             return
-        self.queue.merge(positions, int(steps[0]), now=self.step)
+        self.inbox.put(positions, int(steps[0]), now=self.loop.step)
         self.chunks.tick(self.now())
 
     def on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
-        self.safety.enable(request.data, self.arm.read().position)
+        self.loop.enable(request.data)
         response.success, response.message = True, "enabled" if request.data else "disabled: holding position"
         return response
 
-    def tick(self) -> None:
-        now = self.now()
-        step = int(round((now - self.t0) / self.contract.period))
-        self.overruns += step > self.step + 1
-        self.step = step
-        self.ticks.tick(now)
-        reading = self.arm.read()
-        action = self.queue.pop(self.step)
-        command = self.safety.filter(action, now)
-        if self.safety.torque_on != self.arm.torque_on:
-            self.arm.set_torque(self.safety.torque_on)
-        self.arm.send(command)
-        self.pub_state.publish(convert.joint_state_to_msg(self.names, now, reading.position, reading.velocity, reading.effort))
-        self.pub_command.publish(convert.joint_state_to_msg(self.names, now, command))
-        if self.step % int(self.contract.fps) == 0:
-            b = self.battery.update(1.0, reading.effort)
-            self.pub_battery.publish(convert.battery_to_msg(b.voltage, b.current, b.percentage, now))
+    def publish(self, tick: Tick) -> None:
+        """On the loop thread, after the send: what this tick read and sent."""
+        if not self.context.ok():
+            return  # shutting down (Ctrl-C): the loop ends with this tick
+        r = tick.reading
+        self.pub_state.publish(convert.joint_state_to_msg(self.names, tick.stamp, r.position, r.velocity, r.effort))
+        self.pub_command.publish(convert.joint_state_to_msg(self.names, tick.stamp, tick.command))
+        if tick.battery is not None:
+            b = tick.battery
+            self.pub_battery.publish(convert.battery_to_msg(b.voltage, b.current, b.percentage, tick.stamp, b.simulated))
+        if self.scene is not None:
+            self.pub_cube.publish(convert.pose_to_msg(self.scene.cube_qpos(), tick.stamp))
+            success = self.scene.success()
+            if success != self.success:
+                self.success = success
+                self.pub_success.publish(Bool(data=success))
 
     def report(self, now: float):
-        queued = self.queue.remaining(self.step)
+        loop, safety = self.loop, self.loop.safety
+        queued = self.inbox.remaining(loop.step)
         since = self.chunks.age(now)
-        values = {**rate_values({"loop": self.ticks, "chunks": self.chunks}, now),
-                  "overruns": self.overruns, "queued_actions": queued,
+        (then, ticks_then), ticks = self._rate_mark, loop.ticks
+        self._rate_mark = (now, ticks)
+        recent = list(loop.periods)[-RECENT_PERIODS:]
+        values = {"loop_hz": round((ticks - ticks_then) / (now - then), 2) if then else 0.0, "loop_count": ticks,
+                  "missed_slots": loop.missed, "period_ms_max_10s": round(1e3 * max(recent), 2) if recent else 0.0,
+                  **rate_values({"chunks": self.chunks}, now), "queued_actions": queued,
                   "seconds_since_chunk": "never" if since is None else round(since, 2),
-                  "enabled": self.safety.enabled, "torque_on": self.safety.torque_on,
-                  "rejected_commands": self.safety.rejected, "clamped_commands": self.safety.clamped,
+                  "enabled": safety.enabled, "torque_on": safety.torque_on,
+                  "rejected_commands": safety.rejected, "clamped_commands": safety.clamped,
                   "rejected_chunks": self.rejected_chunks}
-        if not self.safety.torque_on:
+        if self.scene is not None:
+            values["task_success"] = self.success
+        if loop.error is not None:
+            return ERROR, f"control loop stopped: {loop.error}", values
+        if not safety.torque_on:
             return WARN, "torque off: commands went stale (call arm_driver/enable to resume)", values
-        if not self.safety.enabled:
+        if not safety.enabled:
             return OK, "disabled: holding position", values
         if queued == 0:
             waited = "yet" if since is None else f"for {since:.1f} s"
@@ -130,6 +160,7 @@ class ArmDriverNode(Node):
         return OK, "following action_chunk", values
 
     def destroy_node(self) -> None:
+        self.loop.stop()
         self.arm.close()
         super().destroy_node()
 

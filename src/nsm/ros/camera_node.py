@@ -1,8 +1,9 @@
 """camera_node: one camera, publishing `camera/<name>/image_raw` (rgb8) at its rate, with
 `camera_info` and, while anyone subscribes, `image_raw/compressed` (JPEG, image_transport's name).
 
-Sources: `sim` renders the MuJoCo scene posed from `joint_states` (kinematics only: the
-physics runs in the arm driver); `opencv` reads a V4L2 device (`device`: index or
+Sources: `sim` renders the one simulated world the arm driver steps: the arm posed from
+`joint_states`, the cube from `sim/cube_pose` (kinematics only: the physics runs in the
+arm driver, so the cube moves in the image when the gripper carries it); `opencv` reads a V4L2 device (`device`: index or
 /dev/videoN); `video` replays a file (`path`) in real time, looping. Capture runs on the
 camera's own thread; the timer publishes each new frame once. /diagnostics: published
 rate, capture rate, capture slots the source missed, and frame age at publishing.
@@ -10,6 +11,7 @@ rate, capture rate, capture slots the source missed, and frame age at publishing
 import time
 from pathlib import Path
 
+from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 
@@ -28,7 +30,7 @@ SOURCES = ("sim", "opencv", "video")
 class CameraNode(Node):
     def __init__(self):
         super().__init__("camera_node")
-        p = declare(self, robot="so101", camera="front", source="sim", seed=0, device="0", path="")
+        p = declare(self, robot="so101", camera="front", source="sim", device="0", path="")
         if p.source not in SOURCES:
             raise NsmError(f"camera_node: unknown source '{p.source}'; use one of {', '.join(SOURCES)}")
         self.contract = load_contract(p.robot)
@@ -36,7 +38,7 @@ class CameraNode(Node):
         self.scene: SimScene | None = None
         fovy = None
         if p.source == "sim":
-            self.scene = SimScene(self.contract, p.seed)
+            self.scene = SimScene(self.contract)
             camera = SimCamera(self.scene, spec)
             fovy = self.scene.camera_fovy(spec.name)
         elif p.source == "opencv":
@@ -47,27 +49,42 @@ class CameraNode(Node):
         self.frame_id = f"{spec.name}_camera"
         self.spec, self.fovy = spec, fovy
         self.last_seq = -1
+        # sim: frames are published once they show the world the arm driver steps (both poses arrived)
+        self.world_at: float | None = None if self.scene is not None else 0.0
+        self.world_inputs: set[str] = set()
         self.published = RateMeter()
         self.frame_age = 0.0  # s from capture to publishing, last frame
         topic = f"camera/{spec.name}/image_raw"
         self.pub_image = self.create_publisher(Image, topic, SENSOR_QOS)
         self.pub_compressed = self.create_publisher(CompressedImage, f"{topic}/compressed", SENSOR_QOS)
         self.pub_info = self.create_publisher(CameraInfo, f"camera/{spec.name}/camera_info", SENSOR_QOS)
-        self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
+        if self.scene is not None:
+            self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
+            self.create_subscription(PoseStamped, "sim/cube_pose", self.on_cube_pose, COMMANDS_QOS)
         self.create_timer(1.0 / spec.fps, self.tick)
         publish_diagnostics(self, self.report)
 
     def on_joint_states(self, msg: JointState) -> None:
-        if self.scene is None:
-            return
         try:
             self.scene.set_joint_positions(convert.msg_to_positions(msg, self.contract.joint_names))
         except NsmError as exc:
             self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
+            return
+        self._world_input("joint_states")
+
+    def on_cube_pose(self, msg: PoseStamped) -> None:
+        self.scene.set_cube_qpos(convert.msg_to_pose(msg))
+        self._world_input("cube_pose")
+
+    def _world_input(self, name: str) -> None:
+        if self.world_at is None:
+            self.world_inputs.add(name)
+            if len(self.world_inputs) == 2:
+                self.world_at = time.monotonic()
 
     def tick(self) -> None:
         frame = self.camera.latest()
-        if frame is not None and frame.seq != self.last_seq:
+        if frame is not None and frame.seq != self.last_seq and self.world_at is not None and frame.stamp >= self.world_at:
             self.last_seq = frame.seq
             stamp = self.get_clock().now().nanoseconds * 1e-9
             self.frame_age = time.monotonic() - frame.stamp

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion
 from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image, JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -104,14 +105,32 @@ def msg_to_chunk(msg: JointTrajectory, names: list[str]) -> tuple[float, np.ndar
     return from_time(msg.header.stamp), offsets, positions
 
 
-def battery_to_msg(voltage: float, current: float, percentage: float, stamp: float) -> BatteryState:
+def battery_to_msg(voltage: float, current: float, percentage: float, stamp: float, simulated: bool) -> BatteryState:
+    """A reading as BatteryState: NaN stays NaN (the message's "unmeasured"); a real supply's
+    status is UNKNOWN (the servos measure voltage, not whether a pack charges), the
+    simulated pack's is DISCHARGING."""
+    status = BatteryState.POWER_SUPPLY_STATUS_DISCHARGING if simulated else BatteryState.POWER_SUPPLY_STATUS_UNKNOWN
     return BatteryState(header=Header(stamp=to_time(stamp)), voltage=voltage, current=-current, percentage=percentage,
-                        power_supply_status=BatteryState.POWER_SUPPLY_STATUS_DISCHARGING, present=True)
+                        charge=math.nan, capacity=math.nan, design_capacity=math.nan, temperature=math.nan,
+                        power_supply_status=status, present=True)
 
 
-def battery_from_msg(msg: BatteryState) -> dict:
-    """The telemetry payload of a BatteryState (percent, V, A drawn)."""
-    return {"value": 100.0 * msg.percentage, "unit": "percent", "voltage": msg.voltage, "current": -msg.current}
+def battery_from_msg(msg: BatteryState) -> tuple[float, float, float]:
+    """(voltage V, current drawn A, percentage 0..1) of a BatteryState; NaN where unmeasured."""
+    return msg.voltage, -msg.current, msg.percentage
+
+
+def pose_to_msg(qpos: np.ndarray, stamp: float, frame_id: str = "world") -> PoseStamped:
+    """A MuJoCo free joint (x, y, z, qw, qx, qy, qz) as a PoseStamped."""
+    x, y, z, qw, qx, qy, qz = (float(v) for v in qpos)
+    return PoseStamped(header=Header(stamp=to_time(stamp), frame_id=frame_id),
+                       pose=Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw)))
+
+
+def msg_to_pose(msg: PoseStamped) -> np.ndarray:
+    """A PoseStamped as a MuJoCo free joint (x, y, z, qw, qx, qy, qz)."""
+    p, q = msg.pose.position, msg.pose.orientation
+    return np.array([p.x, p.y, p.z, q.w, q.x, q.y, q.z])
 
 
 def diagnostics_msg(name: str, values: dict, stamp: float, level: int = 0, message: str = "ok") -> DiagnosticArray:

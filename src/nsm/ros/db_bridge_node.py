@@ -13,6 +13,7 @@ from sensor_msgs.msg import BatteryState, JointState
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, OK, WARN, declare, main_for, publish_diagnostics, rate_values
 from nsm.stats import RateMeter
+from nsm.telemetry import rows
 from nsm.telemetry.writer import open_writer
 
 
@@ -31,16 +32,15 @@ class DbBridgeNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_joint_states(self, msg: JointState) -> None:
-        self.writer.log("joint_states", {"name": list(msg.name), "position": list(msg.position),
-                                         "velocity": list(msg.velocity), "effort": list(msg.effort)})
+        self.writer.log("joint_states", rows.joint_states(msg.name, msg.position, msg.velocity, msg.effort))
         self.rates["joint_states"].tick(self.now())
 
     def on_joint_commands(self, msg: JointState) -> None:
-        self.writer.log("joint_commands", {"name": list(msg.name), "position": list(msg.position)})
+        self.writer.log("joint_commands", rows.joint_commands(msg.name, msg.position))
         self.rates["joint_commands"].tick(self.now())
 
     def on_battery(self, msg: BatteryState) -> None:
-        self.writer.log("battery", convert.battery_from_msg(msg))
+        self.writer.log("battery", rows.battery(*convert.battery_from_msg(msg)))
         self.rates["battery"].tick(self.now())
 
     def report(self, now: float):

@@ -1,49 +1,66 @@
 """policy_node: the newest joint state in, action chunks out, inference off the executor.
 
 `model_path` names a LeRobot policy folder (run on `backend`; it also subscribes
-`camera/<name>/image_raw` for every camera the policy needs); empty = the scripted expert. The AsyncChunkRuntime decides when a new chunk is due (its shadow queue runs low) and runs
+`camera/<name>/image_raw` for every camera the policy needs). Empty: the scripted `expert`,
+`pick_place` (simulation only: it plans from the ground truth the arm driver publishes,
+`sim/cube_pose`, which a learned policy never sees) or `waypoint` (a fixed joint tour).
+The AsyncChunkRuntime decides when a new chunk is due (its shadow queue runs low) and runs
 the policy on its worker; each chunk is published on `action_chunk` stamped with the time
 of the observation it was computed from, so the arm driver aligns it by control step.
 /diagnostics: input rates (joint_states, each camera), chunks published, inference
 latency (last, p50, max), observations refused as too old, and the last inference error.
 """
 import numpy as np
+from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
-from nsm.contract import load_contract
+from nsm.contract import Observation, load_contract
 from nsm.errors import NsmError
-from nsm.policy.base import Observation
 from nsm.policy.lerobot_policy import LeRobotChunkPolicy
 from nsm.policy.runtime import AsyncChunkRuntime
 from nsm.ros import convert
-from nsm.ros.node_main import (COMMANDS_QOS, ERROR, OK, SENSOR_QOS, WARN, declare, main_for, publish_diagnostics,
-                               rate_values)
-from nsm.sim.expert import WaypointExpert
+from nsm.ros.node_main import COMMANDS_QOS, ERROR, OK, SENSOR_QOS, WARN, declare, main_for, publish_diagnostics, rate_values
+from nsm.sim.expert import PickPlaceExpert, WaypointExpert
+from nsm.sim.scene import SimScene
 from nsm.stats import RateMeter
+
+EXPERTS = ("pick_place", "waypoint")
 
 
 class PolicyNode(Node):
     def __init__(self):
         super().__init__("policy_node")
-        p = declare(self, robot="so101", model_path="", backend="onnxruntime", chunk_size=30, threshold=0.5,
-                    max_obs_age=0.2)
+        p = declare(self, robot="so101", model_path="", backend="onnxruntime", expert="pick_place", chunk_size=30,
+                    threshold=0.5, max_obs_age=0.2)
+        if p.expert not in EXPERTS:
+            raise NsmError(f"policy_node: unknown expert '{p.expert}'; use one of {', '.join(EXPERTS)}")
         self.contract = load_contract(p.robot)
         self.names = self.contract.joint_names
         self.images: dict[str, np.ndarray] = {}
         self.cameras: list[str] = []
+        self.world: SimScene | None = None  # pick_place: a mirror of the simulated world it plans in
+        self.cube_pose: np.ndarray | None = None
         if p.model_path:
             policy = LeRobotChunkPolicy(p.model_path, p.backend, self.contract)
             self.cameras = list(policy.features.cameras)
+        elif p.expert == "pick_place":
+            self.world = SimScene(self.contract)
+            policy = PickPlaceExpert(self.contract, self.world, p.chunk_size)
+            self.create_subscription(PoseStamped, "sim/cube_pose", self.on_cube_pose, COMMANDS_QOS)
         else:
             policy = WaypointExpert(self.contract, p.chunk_size)
         self.get_logger().info(f"policy {policy.name}, chunk {policy.chunk_size}")
         self.runtime = AsyncChunkRuntime(policy, len(self.names), p.threshold, max_obs_age=p.max_obs_age,
-                                         on_chunk=self.publish_chunk, clock=self.now).start()
+                                         on_chunk=self.publish_chunk, clock=self.now)
+        if self.world is None:
+            self.runtime.start()
         self.latest: tuple[float, np.ndarray] | None = None
         self.t0: float | None = None
         self.rates = {"joint_states": RateMeter(), "chunks": RateMeter(), **{cam: RateMeter() for cam in self.cameras}}
+        if self.world is not None:
+            self.rates["cube_pose"] = RateMeter()
         self.pub_chunk = self.create_publisher(JointTrajectory, "action_chunk", COMMANDS_QOS)
         self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
         for cam in self.cameras:
@@ -68,10 +85,20 @@ class PolicyNode(Node):
         except NsmError as exc:
             self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
 
+    def on_cube_pose(self, msg: PoseStamped) -> None:
+        self.cube_pose = convert.msg_to_pose(msg)
+        self.rates["cube_pose"].tick(self.now())
+
     def tick(self) -> None:
         if self.latest is None or len(self.images) < len(self.cameras):
             return  # not every input has arrived yet
         stamp, state = self.latest
+        if self.world is not None and not self.runtime.started:
+            if self.cube_pose is None:
+                return
+            self.world.set_joint_positions(state)  # the expert plans from the world as published
+            self.world.set_cube_qpos(self.cube_pose)
+            self.runtime.start()
         self.t0 = stamp if self.t0 is None else self.t0
         step = int(round((stamp - self.t0) / self.contract.period))
         self.runtime.act(Observation(step, stamp, state, dict(self.images)))
@@ -93,7 +120,7 @@ class PolicyNode(Node):
                    "error": str(self.runtime.error or "")}
         if self.runtime.error is not None:
             return ERROR, f"inference failed: {self.runtime.error}", values
-        missing = [name for name in ("joint_states", *self.cameras) if self.rates[name].rate(now) == 0]
+        missing = [name for name in self.rates if name != "chunks" and self.rates[name].rate(now) == 0]
         if missing:
             return WARN, f"waiting for {', '.join(missing)}", values
         return OK, "ok", values

@@ -21,6 +21,7 @@ from nsm.ai.worker import BrainWorker, PredictionStore
 from nsm.errors import NsmError
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, OK, WARN, declare, main_for, publish_diagnostics
+from nsm.telemetry import rows
 
 
 class PredictorNode(Node):
@@ -50,7 +51,8 @@ class PredictorNode(Node):
                          {"position": list(msg.position)})
 
     def on_battery(self, msg: BatteryState) -> None:
-        self.worker.feed(self.robot_id, "battery", convert.from_time(msg.header.stamp), convert.battery_from_msg(msg))
+        self.worker.feed(self.robot_id, "battery", convert.from_time(msg.header.stamp),
+                         rows.battery(*convert.battery_from_msg(msg)))
 
     def publish(self, prediction: Prediction) -> None:
         self.pub.publish(String(data=json.dumps(prediction.update_data())))

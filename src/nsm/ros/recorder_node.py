@@ -20,7 +20,8 @@ from std_srvs.srv import Trigger
 from nsm.contract import load_contract
 from nsm.errors import NsmError
 from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
-from nsm.recording.hdf5_writer import Hdf5EpisodeWriter, next_episode_path
+from nsm.recording.episodes import next_episode_path
+from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
 from nsm.recording.mcap_writer import IMAGE_FORMATS, McapEpisodeWriter
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, OK, SENSOR_QOS, WARN, declare, main_for, publish_diagnostics, rate_values

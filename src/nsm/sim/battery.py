@@ -1,14 +1,5 @@
 """A simulated battery whose drain follows the arm's actuator effort."""
-from dataclasses import dataclass
-
 import numpy as np
-
-
-@dataclass(frozen=True)
-class BatteryReading:
-    voltage: float  # V
-    current: float  # A (positive = discharging)
-    percentage: float  # 0..1, as sensor_msgs/BatteryState
 
 
 class SimBattery:
@@ -18,10 +9,12 @@ class SimBattery:
         self.capacity_ah = capacity_ah
         self.idle_current = idle_current
         self.amps_per_effort = amps_per_effort
-        self.charge = 1.0
+        self.charge = 1.0  # 0..1
+        self.current = idle_current  # A, the last update's draw
+        self.voltage = 12.6
 
-    def update(self, dt: float, effort: np.ndarray) -> BatteryReading:
-        current = self.idle_current + self.amps_per_effort * float(np.abs(effort).sum())
-        self.charge = max(0.0, self.charge - current * dt / 3600.0 / self.capacity_ah)
-        voltage = 9.9 + 2.7 * self.charge - 0.05 * current  # linear OCV + internal resistance
-        return BatteryReading(voltage, current, self.charge)
+    def update(self, dt: float, effort: np.ndarray) -> None:
+        """Drain the pack by `dt` seconds of drawing current for `effort`."""
+        self.current = self.idle_current + self.amps_per_effort * float(np.abs(effort).sum())
+        self.charge = max(0.0, self.charge - self.current * dt / 3600.0 / self.capacity_ah)
+        self.voltage = 9.9 + 2.7 * self.charge - 0.05 * self.current  # linear OCV + internal resistance

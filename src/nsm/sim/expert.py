@@ -6,8 +6,7 @@ expert with inverse kinematics comes with the robot work (issue 5).
 """
 import numpy as np
 
-from nsm.contract import RobotContract
-from nsm.policy.base import Observation
+from nsm.contract import Observation, RobotContract
 
 # (seconds to reach, pose) in contract joint order:
 # shoulder_pan, shoulder_lift, elbow_flex, wrist_flex, wrist_roll, gripper
@@ -61,10 +60,12 @@ CARRY = 0.05  # m the cube is lifted to move it (top-down reach ends ~0.06 m abo
 class PickPlaceExpert:
     """`ChunkPolicy` that picks the cube and puts it on the goal, from ground truth.
 
-    At `reset()` (after `SimScene.reset`) it reads the cube pose and plans the whole episode
-    as joint targets at the control rate: move above the cube, descend straight down, close,
-    lift, carry, lower, open, retreat, return home. Straight Cartesian segments are solved
-    point by point with `TopDownIK`, each seeded by the previous point, so the arm stays on
+    At `reset()` (after `SimScene.reset`, or once a mirror of the world holds the published
+    cube pose and joint state) it reads the cube pose and plans the whole episode as joint
+    targets at the control rate, row 0 at the first observation it is asked about: move
+    above the cube, descend straight down, close, lift, carry, lower, open, retreat, return
+    home. Straight Cartesian segments are solved point by point with `TopDownIK`, each
+    seeded by the previous point, so the arm stays on
     one branch. The recorded action is joint positions, as on the real arm.
     """
 
@@ -82,12 +83,16 @@ class PickPlaceExpert:
         self.ik = TopDownIK(scene.model)
         self.goal = GOAL
         self.plan = np.empty((0, len(contract.joints)))
+        self._first_step: int | None = None
 
     def reset(self) -> None:
         self.plan = self._plan()
+        self._first_step = None
 
     def predict_chunk(self, obs: Observation) -> np.ndarray:
-        rows = np.minimum(obs.step + np.arange(self.chunk_size), len(self.plan) - 1)
+        if self._first_step is None:
+            self._first_step = obs.step
+        rows = np.minimum(obs.step - self._first_step + np.arange(self.chunk_size), len(self.plan) - 1)
         return self.plan[rows]
 
     @property

@@ -166,7 +166,7 @@ class SimScene:
 
     def push(self, force: np.ndarray | None, body: str = "gripper") -> None:
         """An external force (N, world frame) on `body` until pushed again with None: what a
-        collision does to the arm, for telemetry with known collisions (nsm.sim.telemetry)."""
+        collision does to the arm, for telemetry with known collisions (nsm.app.sim_telemetry)."""
         with self._lock:
             self.data.xfrc_applied[self.model.body(body).id, :3] = 0.0 if force is None else force
 
@@ -174,7 +174,18 @@ class SimScene:
         """Vertical field of view in degrees (for the CameraInfo intrinsics)."""
         return float(self.model.cam_fovy[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)])
 
+    def cube_qpos(self) -> np.ndarray:
+        """The cube's free joint: centre (m) and orientation (w, x, y, z): what the sim publishes
+        so that every view of the world (cameras, the expert) shows the one physics state."""
+        with self._lock:
+            return self.data.qpos[self._cube_qpos : self._cube_qpos + 7].copy()
+
     def set_joint_positions(self, positions: np.ndarray) -> None:
-        """Pose the arm kinematically (a camera fed by joint_states, no physics)."""
+        """Pose the arm kinematically (a mirror of the world fed by joint_states, no physics)."""
         with self._lock:
             self.data.qpos[self._qpos] = positions
+
+    def set_cube_qpos(self, pose: np.ndarray) -> None:
+        """Place the cube kinematically (a mirror of the world fed by the published cube pose)."""
+        with self._lock:
+            self.data.qpos[self._cube_qpos : self._cube_qpos + 7] = pose

@@ -18,7 +18,8 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise NsmError(f"database URL '{url}' is not valid (e.g. sqlite:///runs/telemetry.db or postgresql://user@host/db)") from None
+        raise NsmError(f"database URL '{url}' is not valid (e.g. sqlite:///runs/telemetry.db or "
+                       "postgresql://user@host/db)") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "postgresql":
@@ -68,5 +69,6 @@ def connect(url: str, migrate: bool = True) -> Engine:
     except (SQLAlchemyError, OSError) as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         shown = make_url(url).render_as_string(hide_password=True) if "://" in url else url
-        raise NsmError(f"cannot reach database {shown}: {reason}; start it or pass --db-url sqlite:///runs/telemetry.db") from None
+        raise NsmError(f"cannot reach database {shown}: {reason}; start it or pass --db-url "
+                       "sqlite:///runs/telemetry.db") from None
     return engine

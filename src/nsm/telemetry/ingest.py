@@ -35,14 +35,20 @@ class ValuePayload(_Payload):
     value: float
 
 
+class BatteryPayload(_Payload):
+    value: float | None  # percent; null: unknown (a real pack without a configured curve)
+    voltage: float | None = None
+    current: float | None = None
+
+
 class JointStatesPayload(_Payload):
     position: list[float]
-    velocity: list[float] = []
-    effort: list[float] = []
+    velocity: list[float | None] = []  # null: not measured
+    effort: list[float | None] = []
 
 
 # The data types the AI team trains from have a schema; other types need a JSON object.
-SCHEMAS: dict[str, type[_Payload]] = {"battery": ValuePayload, "loop_timing": ValuePayload,
+SCHEMAS: dict[str, type[_Payload]] = {"battery": BatteryPayload, "loop_timing": ValuePayload,
                                       "joint_states": JointStatesPayload, "joint_commands": JointStatesPayload}
 
 

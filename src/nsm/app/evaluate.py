@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nsm.app.demo import Demo, DemoConfig
 from nsm.errors import NsmError
-from nsm.pipeline import Demo, DemoConfig
 from nsm.plots import contact_sheet, episode_frames
 from nsm.policy.model_dir import PolicyDir
 from nsm.stats import wilson_interval

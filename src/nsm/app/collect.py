@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nsm.app.demo import Demo, DemoConfig, DemoSummary
 from nsm.errors import NsmError
-from nsm.pipeline import Demo, DemoConfig, DemoSummary
 from nsm.recording.lerobot_convert import hdf5_to_lerobot
 
 EPISODE_SECONDS = 10.0  # the expert's plan takes 9.5 s; the rest is holding at home

@@ -1,17 +1,14 @@
-"""The cores composed in one process: what `nsm demo` runs and what the tests drive.
+"""`nsm demo`: the cores composed in one process, the simulated SO-101 end to end.
 
-The same classes run inside the ROS nodes (camera_node, arm_driver_node, policy_node,
-recorder_node, db_bridge_node); here they are wired by function calls instead of topics.
+The control loop is `nsm.control.ControlLoop`, the same class arm_driver_node runs; here
+its action source is the async chunk runtime in this process, and its sinks are the
+episode writers and the telemetry writer instead of ROS publishers.
 """
-import gc
 import logging
-import os
-import sys
 import time
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,47 +20,23 @@ from nsm.arm.safety import SafetyFilter
 from nsm.arm.sim import SimArm
 from nsm.camera.base import Camera
 from nsm.camera.sim import ProcessSimCamera, SimCamera
-from nsm.contract import RobotContract, load_contract
+from nsm.contract import load_contract
+from nsm.control import ControlLoop, Tick
 from nsm.errors import NsmError
-from nsm.policy.base import Observation
 from nsm.policy.runtime import AsyncChunkRuntime
-from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
-from nsm.recording.hdf5_writer import Hdf5EpisodeWriter, next_episode_path
+from nsm.recording.background import EpisodeFrame
+from nsm.recording.episodes import next_episode_path
+from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
 from nsm.recording.mcap_writer import McapEpisodeWriter
-from nsm.sim.battery import SimBattery
 from nsm.sim.expert import PickPlaceExpert
 from nsm.sim.scene import SimScene
+from nsm.telemetry import rows
 from nsm.telemetry.db import connect
 from nsm.telemetry.episodes import record_episode
 from nsm.telemetry.sinks import WriterStats
 from nsm.telemetry.writer import TelemetryWriter
 
-BATTERY_EVERY_S = 1.0
-SWITCH_INTERVAL_S = 0.0005  # Python's default 5 ms lets a busy thread hold the GIL past a tick's start
-RT_PRIORITY = 10  # SCHED_FIFO priority of the loop thread, where the OS allows it
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def realtime_loop_thread():
-    """While the loop runs: other threads hand over the GIL within 0.5 ms, and this thread
-    preempts ordinary work (renderers, encoders) when it wakes, if it may (root or rtprio in
-    limits.conf; otherwise only the GIL part applies). Restored afterwards, so the converters
-    and encoders that follow a run do not keep real-time priority."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    policy = os.sched_getscheduler(0)
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
-    except PermissionError:
-        log.info("no real-time priority for the control loop (needs rtprio); the GIL interval still applies")
-    try:
-        yield
-    finally:
-        if os.sched_getscheduler(0) != policy:
-            os.sched_setscheduler(0, policy, os.sched_param(0))
-        sys.setswitchinterval(interval)
-
 
 class DemoConfig(BaseModel):
     """Everything `nsm demo` can be told; every default works in simulation."""
@@ -127,66 +100,18 @@ def prepare_out(out: Path) -> Path:
     return out
 
 
-@dataclass
-class ControlLoop:
-    """The fixed-rate loop: read the arm, ask the runtime, filter, send, record, log.
+def telemetry_sink(telemetry: TelemetryWriter, names: list[str]) -> Callable[[Tick], None]:
+    """The rows a tick logs: joint states, the command sent, loop timing, the battery once a second."""
+    def log_tick(tick: Tick) -> None:
+        r = tick.reading
+        telemetry.log("joint_states", rows.joint_states(names, r.position, r.velocity, r.effort))
+        telemetry.log("joint_commands", rows.joint_commands(names, tick.command))
+        telemetry.log("loop_timing", rows.loop_timing(tick.period, time.monotonic() - tick.started, tick.step))
+        if tick.battery is not None:
+            b = tick.battery
+            telemetry.log("battery", rows.battery(b.voltage, b.current, b.percentage))
 
-    Nothing in a tick waits on inference, rendering, disk or the database: each of those
-    runs on its own thread and is only handed data here.
-    """
-
-    contract: RobotContract
-    arm: SimArm
-    cameras: list[Camera]
-    runtime: AsyncChunkRuntime
-    safety: SafetyFilter
-    recorders: list[BackgroundEpisodeWriter]  # HDF5, and the MCAP bag when asked for
-    telemetry: TelemetryWriter
-    battery: SimBattery
-    periods: list[float] = field(default_factory=list)
-
-    def run(self, steps: int, on_step: Callable[[int], None] | None = None) -> None:
-        gc.freeze()  # everything built during setup is never scanned again: shorter GC pauses in the loop
-        with realtime_loop_thread():
-            self._run(steps, on_step)
-
-    def _run(self, steps: int, on_step: Callable[[int], None] | None) -> None:
-        period = self.contract.period
-        names = self.contract.joint_names
-        battery_every = max(1, int(round(BATTERY_EVERY_S * self.contract.fps)))
-        t0 = time.monotonic()
-        previous = None
-        for step in range(steps):
-            delay = t0 + step * period - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            started = time.monotonic()
-            if previous is not None:
-                self.periods.append(started - previous)
-            previous = started
-
-            reading = self.arm.read()
-            images = {cam.name: cam.latest().image for cam in self.cameras}
-            obs = Observation(step, reading.stamp, reading.position, images)
-            command = self.safety.filter(self.runtime.act(obs), started)
-            if self.safety.torque_on != self.arm.torque_on:
-                self.arm.set_torque(self.safety.torque_on)
-            self.arm.send(command)
-
-            frame = EpisodeFrame(reading.position, reading.velocity, command, images, started - t0)
-            for recorder in self.recorders:
-                recorder.add_frame(frame)
-            self.telemetry.log("joint_states", {"name": names, "position": reading.position.tolist(),
-                                                "velocity": reading.velocity.tolist(), "effort": reading.effort.tolist()})
-            self.telemetry.log("joint_commands", {"name": names, "position": command.tolist()})
-            self.telemetry.log("loop_timing", {"value": 1e3 * (self.periods[-1] if self.periods else period),
-                                               "compute_ms": 1e3 * (time.monotonic() - started), "step": step})
-            if step % battery_every == 0:
-                b = self.battery.update(battery_every * period, reading.effort)
-                self.telemetry.log("battery", {"value": 100.0 * b.percentage, "unit": "percent",
-                                               "voltage": b.voltage, "current": b.current})
-            if on_step is not None:
-                on_step(step)
+    return log_tick
 
 
 class Demo:
@@ -220,6 +145,7 @@ class Demo:
         telemetry = TelemetryWriter(self.db_url, cfg.robot_id, self.out / "telemetry-spool")
         scene = self.scene
         arm = SimArm(scene)
+        names = contract.joint_names
         cameras: list[Camera] = []
         episodes, bags, periods, latencies, successes, success_steps = [], [], [], [], [], []
         chunks = empty = dropped = rejected = frames = 0
@@ -227,35 +153,42 @@ class Demo:
             camera_class = ProcessSimCamera if cfg.render == "process" else SimCamera
             for spec in self.specs:
                 cameras.append(camera_class(scene, spec).start())
-            battery = SimBattery()
             for episode in range(cfg.episodes):
                 scene.reset(cfg.seed + episode)
                 runtime = AsyncChunkRuntime(self.policy, len(contract.joints), cfg.threshold, cfg.merge,
                                             cfg.merge_coeff).start()
-                path, names = next_episode_path(self.out), [s.name for s in self.specs]
-                recorder = Hdf5EpisodeWriter(path, contract, names, sim=True, policy=self.policy.name,
+                path, cams = next_episode_path(self.out), [s.name for s in self.specs]
+                recorder = Hdf5EpisodeWriter(path, contract, cams, sim=True, policy=self.policy.name,
                                              compression=None if cfg.hdf5_compression == "none" else cfg.hdf5_compression)
                 recorders = [recorder]
                 if cfg.bag:
-                    recorders.append(McapEpisodeWriter(path.with_suffix(""), contract, names, start_ns=time.time_ns(),
+                    recorders.append(McapEpisodeWriter(path.with_suffix(""), contract, cams, start_ns=time.time_ns(),
                                                        policy=self.policy.name, image_format=cfg.bag_images,
                                                        compression="zstd" if cfg.bag_zstd else None))
-                loop = ControlLoop(contract, arm, cameras, runtime, SafetyFilter(contract, arm.read().position),
-                                   recorders, telemetry, battery)
                 done = episode * steps
-                started_at = datetime.now(UTC)
-                success, first_success = None, []
+                first_success: list[int] = []
 
-                def after_step(s: int, done: int = done, first_success: list = first_success) -> None:
+                def record(tick: Tick, recorders=recorders) -> None:
+                    r = tick.reading
+                    frame = EpisodeFrame(r.position, r.velocity, tick.command, tick.images, tick.t)
+                    for writer in recorders:
+                        writer.add_frame(frame)
+
+                def progress(tick: Tick, done: int = done, first_success: list = first_success) -> None:
                     if not first_success and scene.success():
-                        first_success.append(s)
+                        first_success.append(tick.step)
                     if on_step is not None:
-                        on_step(done + s + 1)
+                        on_step(min(done + tick.step + 1, done + steps))
 
+                loop = ControlLoop(contract, arm, runtime, SafetyFilter(contract, arm.read().position), cameras,
+                                   [record, telemetry_sink(telemetry, names), progress])
+                started_at = datetime.now(UTC)
+                success = None
                 try:
-                    loop.run(steps, after_step)
+                    loop.start(steps).join()
                     success = scene.success()
                 finally:
+                    loop.stop()
                     runtime.stop()
                     episodes.append(recorder.close(success=success))
                     bags += [r.close(success=success) for r in recorders[1:]]
@@ -263,11 +196,11 @@ class Demo:
                 success_steps.append(first_success[0] if first_success else None)
                 try:
                     record_episode(self.engine, cfg.robot_id, episodes[-1], started_at,
-                                   len(loop.periods) * contract.period, recorder.frames, success, self.policy.name,
+                                   loop.ticks * contract.period, recorder.frames, success, self.policy.name,
                                    seed=cfg.seed + episode, bag=bags[-1] if cfg.bag else "")
                 except SQLAlchemyError as exc:  # the episode's files are safe; only its index row is missing
                     log.warning("episode %s not added to the episodes table: %s", episodes[-1], exc)
-                periods += loop.periods
+                periods += list(loop.periods)
                 latencies += runtime.latencies
                 chunks, empty = chunks + runtime.chunks, empty + runtime.empty_ticks
                 dropped, rejected = dropped + recorder.dropped, rejected + loop.safety.rejected

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nsm.contract import RobotContract
-from nsm.policy.base import Observation
+from nsm.contract import Observation, RobotContract
 from nsm.sim.battery import SimBattery
 from nsm.sim.expert import PickPlaceExpert
 from nsm.sim.scene import SimScene
+from nsm.telemetry import rows
 
 PUSH_NEWTONS = (4.0, 12.0)
 PUSH_SECONDS = (0.2, 0.6)
@@ -70,14 +70,12 @@ def simulate_telemetry(contract: RobotContract, log: Callable[[str, dict, float]
         episode_step += 1
         position, velocity = scene.joint_state()
         effort = scene.actuator_effort()
-        log("joint_states", {"name": names, "position": position.tolist(), "velocity": velocity.tolist(),
-                             "effort": effort.tolist()}, t)
-        log("joint_commands", {"name": names, "position": command.tolist()}, t)
-        reading = battery.update(period, effort)
+        log("joint_states", rows.joint_states(names, position, velocity, effort), t)
+        log("joint_commands", rows.joint_commands(names, command), t)
+        battery.update(period, effort)
         if step % int(round(contract.fps)) == 0:
-            log("battery", {"value": 100.0 * reading.percentage, "unit": "percent", "voltage": reading.voltage,
-                            "current": reading.current}, t)
-        if reading.percentage <= 0.0:
+            log("battery", rows.battery(battery.voltage, battery.current, battery.charge), t)
+        if battery.charge <= 0.0:
             battery, swaps = SimBattery(capacity_ah=battery_ah), swaps + 1
         if on_step is not None:
             on_step(step)

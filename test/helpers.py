@@ -1,0 +1,141 @@
+"""Helpers the tests share (one module, instead of tests importing each other): ROS 2 node
+processes started the way launch_ros starts them, an observing rclpy node, waiting with a
+deadline while watching the processes."""
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from nsm.bringup import NODE_PARAMS, NodeLaunch
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start(executable, *params, env, cwd, namespace="/nsmtest"):
+    """The node's console script with its parameter file and `-p name:=value` overrides."""
+    args = [str(BIN / executable), "--ros-args", "-r", f"__ns:={namespace}",
+            "--params-file", str(ROOT / "config" / NODE_PARAMS[executable])]
+    for p in params:
+        args += ["-p", p]
+    return subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def launch(node: NodeLaunch, env: dict, cwd: Path, namespace: str) -> subprocess.Popen:
+    """What launch_ros does for a Node (nsm.bringup.NodeLaunch.command)."""
+    return subprocess.Popen(node.command(namespace, cwd), env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def stop(proc):
+    """SIGINT (as Ctrl-C / launch does), then the exit code and everything it printed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return proc.returncode, out
+
+
+def wait_for(condition, timeout: float, procs: dict, what: str):
+    """`condition()`'s first truthy value; fails at once when one of `procs` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        dead = {name: p for name, p in procs.items() if p.poll() is not None}
+        assert not dead, f"{what}: {list(dead)} exited: " + " | ".join(stop(p)[1][-2000:] for p in dead.values())
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Observer:
+    """The test's own node: joint_states (arrival times, positions), /diagnostics (newest per
+    node), any other topic's messages (`watch`), services."""
+
+    def __init__(self, namespace: str):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import JointState
+
+        from nsm.ros.node_main import COMMANDS_QOS
+
+        self.namespace = namespace
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("test_observer", namespace=namespace, context=self.context)
+        self.lock = threading.Lock()
+        self.states: list[tuple[float, np.ndarray]] = []
+        self.diagnostics: dict[str, tuple[int, str, dict]] = {}
+        self.messages: dict[str, deque] = {}
+        self.node.create_subscription(JointState, "joint_states", self._on_state, COMMANDS_QOS)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, COMMANDS_QOS)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def watch(self, msg_type, topic: str, qos=None, keep: int | None = None) -> deque:
+        """Keep the messages of `topic` (the newest `keep`, or all) in the deque returned."""
+        from nsm.ros.node_main import COMMANDS_QOS
+
+        received = self.messages.setdefault(topic, deque(maxlen=keep))
+        self.node.create_subscription(msg_type, topic, lambda msg: received.append(msg), qos or COMMANDS_QOS)
+        return received
+
+    def _on_state(self, msg) -> None:
+        with self.lock:
+            self.states.append((time.monotonic(), np.array(msg.position)))
+
+    def _on_diag(self, msg) -> None:
+        with self.lock:
+            for s in msg.status:
+                self.diagnostics[s.name] = (s.level[0], s.message, {kv.key: kv.value for kv in s.values})
+
+    def diag(self, node: str) -> tuple[int, str, dict]:
+        with self.lock:
+            return self.diagnostics.get(f"{self.namespace}/{node}", (-1, "", {}))
+
+    def states_since(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        with self.lock:
+            recent = [(s, p) for s, p in self.states if s >= t]
+        return np.array([s for s, _ in recent]), np.array([p for _, p in recent])
+
+    def call(self, srv_type, service: str, request, timeout: float = 30.0):
+        client = self.node.create_client(srv_type, service)
+        assert client.wait_for_service(timeout_sec=timeout), f"{service} not available"
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert future.done(), f"{service} did not answer"
+        return future.result()
+
+    def trigger(self, service: str, timeout: float = 30.0):
+        from std_srvs.srv import Trigger
+
+        return self.call(Trigger, service, Trigger.Request(), timeout)
+
+    def publish(self, msg_type, topic: str, msg) -> None:
+        from nsm.ros.node_main import COMMANDS_QOS
+
+        pub = self.node.create_publisher(msg_type, topic, COMMANDS_QOS)
+        for _ in range(10):
+            pub.publish(msg)
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
