@@ -33,15 +33,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
-from nsm.app.demo import Demo, DemoConfig  # noqa: E402
+from nsm.app.demo import Demo
+from nsm.app.demo_settings import demo_config  # noqa: E402
 from nsm.bringup import plan  # noqa: E402
 from nsm.camera.opencv import VideoFileCamera  # noqa: E402
 from nsm.contract import CameraSpec, load_contract  # noqa: E402
 
 CASES = {
     "loop only": {"cameras": [], "usb": False, "render": "process"},
-    "2 usb-like + sim rendering on threads": {"cameras": None, "usb": True, "render": "thread"},
-    "2 usb-like + sim rendering in processes": {"cameras": None, "usb": True, "render": "process"},
+    "2 usb-like + sim rendering on threads": {"cameras": ["front", "wrist"], "usb": True, "render": "thread"},
+    "2 usb-like + sim rendering in processes": {"cameras": ["front", "wrist"], "usb": True, "render": "process"},
 }
 
 
@@ -83,7 +84,8 @@ def run_case(case: dict, seconds: float, video: Path) -> dict:
         for cam in usb if case["usb"] else []:
             cam.start()
         with tempfile.TemporaryDirectory() as out:
-            s = Demo(DemoConfig(seconds=seconds, out=Path(out), cameras=case["cameras"], render=case["render"])).run()
+            s = Demo(demo_config(seconds=seconds, out=Path(out), camera=case["cameras"], render=case["render"],
+                                    db_url=f"sqlite:///{out}/telemetry.db")).run()
         usb_fps = {cam.name: round(cam.measured_fps, 1) for cam in usb if case["usb"]}
         usb_dropped = {cam.name: cam.dropped for cam in usb if case["usb"]}
     finally:
@@ -106,7 +108,7 @@ def deployed(seconds: float, loop: str, model: Path, dsn: str, folder: Path) -> 
     from nsm.ros.node_main import COMMANDS_QOS
 
     ns, period = "/nsmbench", load_contract("so101").period
-    nodes = plan(namespace=ns, cameras="front,wrist", model_path=str(model), db_url=dsn, robot_id=f"bench-{loop}")
+    nodes = plan(namespace=ns, camera="front,wrist", model_path=str(model), db_url=dsn, robot_id=f"bench-{loop}")
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     procs = []
     for node in nodes:

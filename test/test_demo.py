@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
-from nsm.app.demo import Demo, DemoConfig
+from nsm.app.demo import Demo
+from nsm.app.demo_settings import demo_config
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    summary = Demo(DemoConfig(seconds=2.0, out=out)).run()
+    summary = Demo(demo_config(seconds=2.0, out=out, db_url=f"sqlite:///{out / 'telemetry.db'}")).run()
     return out, summary
 
 

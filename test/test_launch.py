@@ -11,6 +11,7 @@ import yaml
 
 from nsm.bringup import ARGUMENTS, NODE_PARAMS, plan
 from nsm.errors import NsmError
+from nsm.settings import NODES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,10 +46,12 @@ def node_calls(tree):
 
 
 def declared(executable: str) -> set[str]:
-    """Parameter names a node declares (the keywords of its `declare(...)` call)."""
+    """Parameter names a node declares: its schema's fields, as its `declare(self, <Schema>)` call says."""
     tree = ast.parse((ROOT / "src" / "nsm" / "ros" / f"{executable}.py").read_text())
-    return {kw.arg for node in ast.walk(tree) if isinstance(node, ast.Call)
-            and getattr(node.func, "id", None) == "declare" for kw in node.keywords}
+    schemas = [node.args[1].id for node in ast.walk(tree) if isinstance(node, ast.Call)
+               and getattr(node.func, "id", None) == "declare"]
+    assert schemas == [NODES[executable].__name__], f"{executable} declares {schemas}"
+    return set(NODES[executable].model_fields)
 
 
 def test_every_nsm_executable_is_an_entry_point():

@@ -159,13 +159,15 @@ def test_demo_drives_the_sim_arm_with_act_on_onnxruntime(tmp_path):
     async queue -> safety -> arm, recorded; random weights, so only the plumbing is judged."""
     import h5py
 
-    from nsm.app.demo import Demo, DemoConfig
+    from nsm.app.demo import Demo
+    from nsm.app.demo_settings import demo_config
 
     contract = load_contract("so101")
     cam = contract.camera("front")
     d = init_act(tmp_path / "act", ["front"], 6, (cam.height, cam.width), chunk_size=30, small=True)
     export_onnx(d)
-    summary = Demo(DemoConfig(seconds=3.0, out=tmp_path / "run", cameras=["front"], policy=d.path)).run()
+    summary = Demo(demo_config(seconds=3.0, out=tmp_path / "run", camera=["front"], policy=d.path,
+                                      db_url=f"sqlite:///{tmp_path / 't.db'}")).run()
     assert summary.chunks >= 2 and summary.rejected_commands == 0
     with h5py.File(summary.episodes[0]) as f:
         assert f.attrs["policy"] == "act:act:onnxruntime"
@@ -175,10 +177,11 @@ def test_demo_drives_the_sim_arm_with_act_on_onnxruntime(tmp_path):
 
 
 def test_demo_refuses_a_policy_for_other_cameras_before_moving(tmp_path, act_dir):
-    from nsm.app.demo import Demo, DemoConfig
+    from nsm.app.demo import Demo
+    from nsm.app.demo_settings import demo_config
 
     with pytest.raises(NsmError, match="policy expects camera 'front' at 96x128"):
-        Demo(DemoConfig(seconds=1.0, out=tmp_path / "run", policy=act_dir.path))
+        Demo(demo_config(seconds=1.0, out=tmp_path / "run", policy=act_dir.path))
     assert not list((tmp_path / "run").glob("*.hdf5*"))
 
 

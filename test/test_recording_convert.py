@@ -6,7 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from nsm.app.demo import Demo, DemoConfig
+from nsm.app.demo import Demo
+from nsm.app.demo_settings import demo_config
 from nsm.errors import NsmError
 from nsm.recording.lerobot_convert import hdf5_to_lerobot
 
@@ -14,7 +15,8 @@ from nsm.recording.lerobot_convert import hdf5_to_lerobot
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     out = tmp_path_factory.mktemp("episodes")
-    return Demo(DemoConfig(seconds=1.0, episodes=2, out=out, cameras=["wrist"])).run().episodes
+    cfg = demo_config(seconds=1.0, episodes=2, out=out, camera=["wrist"], db_url=f"sqlite:///{out / 't.db'}")
+    return Demo(cfg).run().episodes
 
 
 def test_cli_converts_to_a_dataset_lerobot_loads(recorded, tmp_path, monkeypatch):
@@ -45,7 +47,8 @@ def test_videos_and_mismatched_episodes(recorded, tmp_path, monkeypatch):
     hdf5_to_lerobot(recorded[:1], tmp_path / "video", "local/video", "wave", use_videos=True)
     frame = LeRobotDataset("local/video", root=tmp_path / "video")[3]
     assert frame["observation.images.wrist"].shape == (3, 240, 320)
-    other = Demo(DemoConfig(seconds=0.5, out=tmp_path / "front", cameras=["front"])).run().episodes[0]
+    other = Demo(demo_config(seconds=0.5, out=tmp_path / "front", camera=["front"],
+                                    db_url=f"sqlite:///{tmp_path / 't.db'}")).run().episodes[0]
     with pytest.raises(NsmError, match="does not match episode_0.hdf5 .*cameras"):
         hdf5_to_lerobot([recorded[0], other], tmp_path / "mixed", "local/mixed", "wave")
     with pytest.raises(NsmError, match="already exists"):

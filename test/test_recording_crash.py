@@ -89,7 +89,8 @@ def test_a_full_disk_stops_recording_with_one_error_while_the_robot_keeps_runnin
     from sqlalchemy import create_engine, text
 
     import nsm.recording.background as background
-    from nsm.app.demo import Demo, DemoConfig
+    from nsm.app.demo import Demo
+    from nsm.app.demo_settings import demo_config
 
     out = tmp_path / "run"
 
@@ -99,7 +100,8 @@ def test_a_full_disk_stops_recording_with_one_error_while_the_robot_keeps_runnin
 
     monkeypatch.setattr(background.shutil, "disk_usage", nearly_full)
     with pytest.raises(NsmError, match=r"recording stopped at frame \d+ .*the disk is full.*nsm dataset recover"):
-        Demo(DemoConfig(seconds=3, cameras=["wrist"], hdf5_compression="none", out=out)).run()
+        Demo(demo_config(seconds=3, camera=["wrist"], hdf5_compression="none", out=out,
+                         db_url=f"sqlite:///{out / 'telemetry.db'}", bag=False)).run()
     engine = create_engine(f"sqlite:///{out / 'telemetry.db'}")
     with engine.connect() as conn:
         ticks = conn.execute(text("SELECT count(*) FROM robot_telemetry WHERE data_type = 'joint_states'")).scalar()

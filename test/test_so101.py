@@ -31,12 +31,12 @@ def ticks(name, value_rad, contract):
     return (lo + hi) / 2 + np.degrees(value_rad) * 4095 / 360
 
 
-def wait_until(condition, timeout=5.0, proc=None):
+def wait_until(condition, timeout=5.0, proc=None, poll=0.01):
     deadline = time.monotonic() + timeout
     while not condition():
         assert proc is None or proc.poll() is None, f"the node exited: {proc.communicate()[0]}"
         assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+        time.sleep(poll)
 
 
 def servos(chain):
@@ -151,7 +151,8 @@ def test_arm_driver_node_runs_the_real_driver_at_the_control_rate(ros_env, tmp_p
         battery = observer.watch(BatteryState, "battery")
         cube = observer.watch(PoseStamped, "sim/cube_pose")
         try:
-            wait_until(lambda: servos(chain)[0].goal_writes >= 10 and len(battery) >= 2, timeout=60, proc=proc)
+            # polled gently: each state() question competes with the chain's serial replies for its CPU time
+            wait_until(lambda: len(battery) >= 2 and servos(chain)[0].goal_writes >= 10, timeout=60, proc=proc, poll=0.2)
             before, t0 = servos(chain)[0].goal_writes, time.monotonic()
             time.sleep(2.0)
             rate = (servos(chain)[0].goal_writes - before) / (time.monotonic() - t0)

@@ -6,7 +6,8 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from nsm.app.demo import Demo, DemoConfig
+from nsm.app.demo import Demo
+from nsm.app.demo_settings import demo_config
 from nsm.telemetry.db import connect
 from nsm.telemetry.writer import TelemetryWriter
 
@@ -55,7 +56,7 @@ def test_replaying_a_spooled_batch_never_duplicates(pg_db, tmp_path):
 
 def test_outage_during_demo_keeps_the_loop_running_and_loses_nothing(pg_proxy_url, tmp_path):
     url, proxy, direct = pg_proxy_url
-    demo = Demo(DemoConfig(seconds=4.0, out=tmp_path, db_url=url, cameras=["wrist"]))
+    demo = Demo(demo_config(seconds=4.0, out=tmp_path, db_url=url, camera=["wrist"]))
 
     def on_step(done):  # the database disappears at 1 s of robot time and is back at 2.5 s
         if done in (30, 75):

@@ -14,33 +14,46 @@ import yaml
 
 from nsm.errors import NsmError
 from nsm.paths import share_file
+from nsm.settings import (
+    NODES,
+    ArmDriverSettings,
+    DbBridgeSettings,
+    NodeSettings,
+    PolicySettings,
+    PredictorSettings,
+    RecorderSettings,
+)
 
 # executable -> its parameter file in config/ (the static launch test checks both)
-NODE_PARAMS = {
-    "camera_node": "camera.yaml",
-    "arm_driver_node": "arm_driver.yaml",
-    "policy_node": "policy.yaml",
-    "recorder_node": "recorder.yaml",
-    "db_bridge_node": "db_bridge.yaml",
-    "predictor_node": "predictor.yaml",
-}
+NODE_PARAMS = {node: schema.yaml_name() for node, schema in NODES.items()}
 
-# launch argument -> (default, description)
+
+def _from_schema(schema: type[NodeSettings], name: str, doc: str | None = None) -> tuple[str, str]:
+    """A launch argument that sets a node parameter: its default and description are the schema's."""
+    field = schema.model_fields[name]
+    default = field.default
+    text = ",".join(default) if isinstance(default, list) else str(default).lower() if isinstance(default, bool) else str(default)
+    return text, doc or field.description
+
+
+# launch argument -> (default, description); those that set a node parameter come from nsm.settings
 ARGUMENTS = {
     "namespace": ("/nsm", "namespace of every topic of this robot"),
     "sim": ("true", "true: MuJoCo arm and rendered cameras; false: the real SO-101 and USB cameras"),
-    "cameras": ("front,wrist", "comma-separated camera names from the robot contract"),
+    "cameras": _from_schema(RecorderSettings, "cameras", "comma-separated camera names from the robot contract"),
     "devices": ("/dev/video0,/dev/video2", "sim:=false: V4L2 device per camera, in the order of `cameras`"),
-    "port": ("/dev/ttyACM0", "sim:=false: the arm's serial port"),
-    "calibration": ("", "sim:=false: LeRobot's calibration JSON of the arm"),
-    "model_path": ("", "LeRobot policy folder; empty: the scripted expert (sim: pick and place; real arm: a joint tour)"),
-    "backend": ("onnxruntime", "policy backend: torch | onnxruntime | tensorrt"),
-    "models": ("", "telemetry model folders for predictor_node, comma-separated (empty: no predictor)"),
-    "hub_url": ("", "Socket.IO hub the predictor sends ai_prediction updates to (token: NSM_HUB_TOKEN)"),
+    "port": _from_schema(ArmDriverSettings, "port"),
+    "calibration": _from_schema(ArmDriverSettings, "calibration"),
+    "model_path": _from_schema(PolicySettings, "model_path", "LeRobot policy folder; empty: the scripted expert (sim: "
+                                                             "pick and place; real arm: a joint tour)"),
+    "backend": _from_schema(PolicySettings, "backend"),
+    "models": _from_schema(PredictorSettings, "models", "telemetry model folders for predictor_node, comma-separated "
+                                                        "(empty: no predictor)"),
+    "hub_url": _from_schema(PredictorSettings, "hub_url"),
     "record": ("true", "start the recorder (episodes on recorder/start_episode, HDF5 + MCAP)"),
-    "seed": ("0", "cube placement of the simulated scene"),
-    "db_url": ("sqlite:///runs/telemetry.db", "telemetry database URL, or http(s) URL of `nsm serve`"),
-    "robot_id": ("sim01", "robot_id of the telemetry rows"),
+    "seed": _from_schema(ArmDriverSettings, "seed"),
+    "db_url": _from_schema(DbBridgeSettings, "db_url"),
+    "robot_id": _from_schema(DbBridgeSettings, "robot_id"),
     "use_rviz": ("false", "start RViz with config/nsm.rviz"),
 }
 

@@ -2,6 +2,7 @@
 
 Bad input ends in one red line that names the fix and exit code 2; nothing here imports ROS.
 """
+import inspect
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nsm.errors import NsmError
+from nsm.settings import DEFAULT_DB_URL
 
 app = typer.Typer(
     help=(
@@ -55,60 +57,77 @@ def one_line_errors():
         raise typer.Exit(2) from None
 
 
-@app.command()
-def demo(
-    seconds: Annotated[float, typer.Option(help="Length of each episode in seconds of robot time.", min=0.1)] = 10.0,
-    episodes: Annotated[int, typer.Option(help="How many episodes to run and record.", min=1)] = 1,
-    camera: Annotated[list[str] | None, typer.Option(help="Camera to render and record (repeat for several). Default: every "
-                                                          "camera of the robot contract (front, wrist).")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for episode_<n>.hdf5 files and the default SQLite "
-                                           "database.")] = Path("runs/demo"),
-    db_url: Annotated[str | None, typer.Option(help="Telemetry database URL, e.g. postgresql://user@127.0.0.1/nsm. Default: "
-                                                    "sqlite:///<out>/telemetry.db.", envvar="NSM_DB_URL")] = None,
-    robot: Annotated[str, typer.Option(help="Robot contract name (config/robots/<name>.yaml) or path.")] = "so101",
-    robot_id: Annotated[str, typer.Option(help="robot_id written to every telemetry row.")] = "sim01",
-    seed: Annotated[int, typer.Option(help="Seed of the first episode (cube placement); episode k uses seed+k.")] = 0,
-    chunk_size: Annotated[int, typer.Option(help="Actions per policy chunk.", min=1)] = 30,
-    threshold: Annotated[float, typer.Option(help="Request a new chunk when fewer than threshold*chunk_size actions "
-                                                  "remain.", min=0.01, max=1.0)] = 0.5,
-    policy: Annotated[Path | None, typer.Option(help="LeRobot policy folder (e.g. from `nsm policy init`) to drive the arm "
-                                                     "instead of the scripted expert. Its cameras and image size must "
-                                                     "match the robot contract.")] = None,
-    backend: Annotated[str, typer.Option(help="With --policy: torch (LeRobot's forward), onnxruntime (needs `nsm policy "
-                                              "export`) or tensorrt.")] = "onnxruntime",
-    merge: Annotated[str, typer.Option(help="How overlapping chunks combine: replace (newest wins), ensemble (ACT temporal "
-                                            "ensembling, exp(-m*i)), blend (new*c + old*(1-c)).")] = "replace",
-    merge_coeff: Annotated[float | None, typer.Option(help="m for ensemble (default 0.01), c for blend (default 0.7).")] = None,
-    bag: Annotated[bool, typer.Option(help="Also record each episode as a rosbag2 bag (MCAP): `ros2 bag info`, "
-                                           "Foxglove.")] = False,
-    hdf5_compression: Annotated[str, typer.Option(help="HDF5 images: lzf (lossless; rendered sim images shrink ~20x) or "
-                                                       "none.")] = "lzf",
-    bag_images: Annotated[str, typer.Option(help="Bag images: jpeg (sensor_msgs/CompressedImage, ~10x smaller) or raw "
-                                                 "(sensor_msgs/Image).")] = "jpeg",
-    bag_zstd: Annotated[bool, typer.Option(help="zstd-compress the bag's MCAP chunks.")] = False,
-) -> None:
+METAVARS = {int: "INTEGER", float: "FLOAT", list[str]: "NAME", bool: ""}
+
+
+def schema_options(options: dict[str, tuple[type, str]], envvars: dict[str, str]) -> list[inspect.Parameter]:
+    """Typer options for node settings (nsm.settings): the help is the field's description, the
+    default shown is the schema's, choices are listed; unset options stay None so a --config
+    folder's YAML files or the schema fill them in. Validation stays in the schema."""
+    params = []
+    for option, (schema, name) in options.items():
+        field = schema.model_fields[name]
+        default = field.default
+        kind = list[str] if isinstance(default, list) else str if schema.choices(name) else type(default)
+        shown = ", ".join(default) if isinstance(default, list) else default
+        shown = str(shown).lower() if isinstance(shown, bool) else shown
+        text = f"{field.description}. [default: {shown}]".replace("<", "\\<")  # markdown help: keep <n>
+        metavar = "|".join(schema.choices(name)) or METAVARS.get(kind, "TEXT")
+        info = typer.Option(help=text, show_default=False, envvar=envvars.get(option), metavar=metavar)
+        params.append(inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[kind | None, info]))
+    return params
+
+
+def _demo(config: Path | None = None, **options) -> None:
     """Run the simulated SO-101 end to end, headless, and print a summary.
 
     The task: pick up the cube (placed by seed) and put it on the green goal. The policy is
     the scripted pick-and-place expert (ground-truth cube pose + inverse kinematics) unless
-    `--policy` names a LeRobot policy folder; either drives the arm through the same async chunk runtime, safety
-    filter, recorder and telemetry writer the ROS nodes use. The control loop runs at the
-    contract's rate (30 Hz); cameras render and the recorder writes on their own threads,
-    telemetry goes to the database from a separate process.
+    `--policy` names a LeRobot policy folder; either drives the arm through the same control
+    loop (nsm.control), async chunk runtime, safety filter, recorder and telemetry writer the
+    ROS nodes run. Node options take their defaults from nsm.settings, the schema the nodes
+    read; `--config DIR` reads a folder of the nodes' YAML files (arm_driver.yaml,
+    policy.yaml, recorder.yaml, db_bridge.yaml) first, and options given here win.
     """
-    from nsm.app.demo import Demo, DemoConfig
+    from nsm.app.demo import Demo
+    from nsm.app.demo_settings import demo_config
 
+    given = {name: value for name, value in options.items() if value is not None}
     with one_line_errors():
-        run = Demo(DemoConfig(robot=robot, cameras=camera or None, episodes=episodes, seconds=seconds, out=out,
-                              db_url=db_url, robot_id=robot_id, seed=seed, chunk_size=chunk_size,
-                              threshold=threshold, merge=merge, merge_coeff=merge_coeff,
-                              policy=policy, backend=backend, bag=bag, hdf5_compression=hdf5_compression,
-                              bag_images=bag_images, bag_zstd=bag_zstd))
+        run = Demo(demo_config(config, **given))
         with Progress(TextColumn("[bold]demo"), BarColumn(), MofNCompleteColumn(), TextColumn("control steps"),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task("run", total=run.total_steps)
             summary = run.run(on_step=lambda done: progress.update(task, completed=done))
     _print_summary(summary)
+
+
+def _demo_command():
+    """`nsm demo`, its node options generated from the schema (one source for every default)."""
+    from nsm.app.demo_settings import NODE_OPTIONS, SECTIONS, DemoConfig
+
+    own = DemoConfig.model_fields
+    params = [
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Path | None, typer.Option(help="Folder of node YAML files (like nsm's config/) read before the options.")]),
+        *schema_options({option: (SECTIONS[section], name) for option, (section, name) in NODE_OPTIONS.items()},
+                        {"db_url": "NSM_DB_URL"}),
+        *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=own[name].default,
+                            annotation=Annotated[kind, typer.Option(help=f"{own[name].description}.")])
+          for name, kind in (("seconds", float), ("episodes", int), ("bag_zstd", bool), ("render", str))),
+    ]
+
+    def demo(**options) -> None:
+        _demo(**options)
+
+    demo.__doc__ = _demo.__doc__
+    demo.__signature__ = inspect.Signature(params)
+    demo.__annotations__ = {p.name: p.annotation for p in params}
+    return demo
+
+
+app.command("demo")(_demo_command())
 
 
 policy_app = typer.Typer(help="Create, fetch and export LeRobot policies (ACT; Diffusion on the torch backend).",
@@ -211,12 +230,13 @@ db_app = typer.Typer(help="The telemetry database: SQLite (embedded default) or 
 app.add_typer(db_app, name="db")
 telemetry_app = typer.Typer(help="Telemetry rows out of the database, for training.", no_args_is_help=True)
 app.add_typer(telemetry_app, name="telemetry")
-DB_URL_HELP = "Database URL, e.g. sqlite:///runs/demo/telemetry.db or postgresql://user@host/db?sslmode=require."
+DB_URL_HELP = "Database URL, e.g. sqlite:///runs/telemetry.db or postgresql://user@host/db?sslmode=require."
+SIM_TELEMETRY_DB_URL = "sqlite:///runs/sim-telemetry/telemetry.db"  # simulated training data, apart from live rows
 
 
 @db_app.command("upgrade")
 def db_upgrade(
-    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/demo/telemetry.db",
+    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = DEFAULT_DB_URL,
     revision: Annotated[str, typer.Option(help="Alembic revision to migrate to.")] = "head",
 ) -> None:
     """Create or migrate the schema (robot_telemetry, episodes, predictions) with Alembic."""
@@ -232,7 +252,7 @@ def telemetry_export(
     robot: Annotated[str, typer.Option(help="robot_id, e.g. EP01.")],
     type: Annotated[str, typer.Option("--type", help="data_type, e.g. battery, joint_states, loop_timing.")],
     out: Annotated[Path, typer.Option(help="Output .parquet file.")],
-    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/demo/telemetry.db",
+    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = DEFAULT_DB_URL,
     payload: Annotated[bool, typer.Option(help="Also export the whole JSON payload as text.")] = False,
 ) -> None:
     """Export one robot's rows of one type: created_at, seq, value = (payload->>'value')::float.
@@ -328,7 +348,7 @@ def sim_collect(
 def sim_telemetry(
     robot: Annotated[str, typer.Option(help="robot_id of the rows, e.g. EP01.")] = "EP01",
     seconds: Annotated[float, typer.Option(help="Robot time to simulate (runs ~30x faster than real time).", min=1)] = 600.0,
-    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/sim-telemetry/telemetry.db",
+    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = SIM_TELEMETRY_DB_URL,
     seed: Annotated[int, typer.Option(help="Seed of cube placements, pushes and their forces.")] = 0,
     battery_ah: Annotated[float, typer.Option(help="Battery capacity; small, so a run holds whole "
                                                    "discharges.", min=0.001)] = 0.05,
@@ -373,7 +393,7 @@ def ai_train(
     robot: Annotated[str, typer.Option(help="robot_id whose telemetry trains the model, e.g. EP01.")],
     type: Annotated[str, typer.Option("--type", help="battery (seconds until 5% left) or collision (risk from tracking error "
                                                      "and effort).")],
-    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/sim-telemetry/telemetry.db",
+    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = SIM_TELEMETRY_DB_URL,
     out: Annotated[Path | None, typer.Option(help="Model folder. Default: models/TYPE-ROBOT.")] = None,
     holdout: Annotated[float, typer.Option(help="Share of the time range held out (the last part) for the card's "
                                                 "metrics.")] = 0.25,
@@ -427,7 +447,7 @@ def ai_hub(
 @app.command()
 def worker(
     model: Annotated[list[Path], typer.Option(help="Model folder from `nsm ai train` (repeat for several).")],
-    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/demo/telemetry.db",
+    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = DEFAULT_DB_URL,
     robot: Annotated[str | None, typer.Option(help="Only this robot_id (default: every robot).")] = None,
     hub_url: Annotated[str, typer.Option(help="Socket.IO hub, e.g. http://hub:5000 ('' = no hub).", envvar="NSM_HUB_URL")] = "",
     hub_namespace: Annotated[str, typer.Option(help="Socket.IO namespace of the hub.", envvar="NSM_HUB_NAMESPACE")] = "/",

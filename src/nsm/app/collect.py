@@ -8,7 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nsm.app.demo import Demo, DemoConfig, DemoSummary
+from nsm.app.demo import Demo, DemoSummary
+from nsm.app.demo_settings import demo_config
+from nsm.contract import load_contract
 from nsm.errors import NsmError
 from nsm.recording.lerobot_convert import hdf5_to_lerobot
 
@@ -32,8 +34,10 @@ class Collector:
         if self.dataset.exists():
             raise NsmError(f"{self.dataset} already exists; collect into a new --out folder")
         self.repo_id, self.videos = repo_id, videos
-        self.demo = Demo(DemoConfig(robot=robot, cameras=cameras, episodes=episodes, seconds=EPISODE_SECONDS,
-                                    out=out / "episodes", seed=seed))
+        contract_cameras = cameras or [c.name for c in load_contract(robot).cameras]
+        self.demo = Demo(demo_config(robot=robot, camera=contract_cameras, episodes=episodes, seconds=EPISODE_SECONDS,
+                                     out=out / "episodes", seed=seed, db_url=f"sqlite:///{out / 'telemetry.db'}",
+                                     bag=False))
 
     @property
     def total_steps(self) -> int:

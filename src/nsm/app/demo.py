@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from nsm.app.demo_settings import DemoConfig
 from nsm.arm.safety import SafetyFilter
 from nsm.arm.sim import SimArm
 from nsm.camera.base import Camera
@@ -28,7 +28,7 @@ from nsm.recording.background import EpisodeFrame
 from nsm.recording.episodes import next_episode_path
 from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
 from nsm.recording.mcap_writer import McapEpisodeWriter
-from nsm.sim.expert import PickPlaceExpert
+from nsm.sim.expert import PickPlaceExpert, WaypointExpert
 from nsm.sim.scene import SimScene
 from nsm.telemetry import rows
 from nsm.telemetry.db import connect
@@ -37,34 +37,6 @@ from nsm.telemetry.sinks import WriterStats
 from nsm.telemetry.writer import TelemetryWriter
 
 log = logging.getLogger(__name__)
-
-class DemoConfig(BaseModel):
-    """Everything `nsm demo` can be told; every default works in simulation."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    robot: str = "so101"
-    cameras: list[str] | None = Field(None, description="camera names; None = all of the contract's")
-    episodes: int = Field(1, ge=1)
-    seconds: float = Field(10.0, gt=0)
-    out: Path = Path("runs/demo")
-    db_url: str | None = Field(None, description="None = SQLite file in `out`")
-    robot_id: str = "sim01"
-    seed: int = 0
-    chunk_size: int = Field(30, ge=1)
-    threshold: float = Field(0.5, gt=0, le=1)
-    merge: str = Field("replace", pattern="^(replace|ensemble|blend)$")
-    merge_coeff: float | None = None
-    policy: Path | None = Field(None, description="LeRobot policy folder; None = the scripted pick-place expert")
-    backend: str = "onnxruntime"
-    bag: bool = Field(False, description="also record each episode as a rosbag2 MCAP bag")
-    hdf5_compression: str = Field("lzf", pattern="^(none|lzf)$",
-                                  description="HDF5 image compression; lzf suits rendered images (~20x smaller)")
-    bag_images: str = Field("jpeg", pattern="^(raw|jpeg)$", description="bag images: Image or CompressedImage (JPEG)")
-    bag_zstd: bool = Field(False, description="zstd-compress the bag's MCAP chunks")
-    render: str = Field("process", pattern="^(process|thread)$",
-                        description="sim cameras render in their own processes, or on threads of this one")
-
 
 @dataclass
 class DemoSummary:
@@ -120,20 +92,23 @@ class Demo:
 
     def __init__(self, cfg: DemoConfig):
         self.cfg = cfg
-        self.contract = load_contract(cfg.robot)
-        names = [c.name for c in self.contract.cameras] if cfg.cameras is None else cfg.cameras
+        self.contract = load_contract(cfg.arm.robot)
+        names = cfg.recorder.cameras
         self.specs = [self.contract.camera(n) for n in names]
-        self.out = prepare_out(cfg.out)
-        self.db_url = cfg.db_url or f"sqlite:///{self.out / 'telemetry.db'}"
+        self.out = prepare_out(Path(cfg.recorder.out))
+        self.db_url = cfg.telemetry.db_url
         self.engine = connect(self.db_url)  # reachable and migrated, or one clear error before anything moves
         self.steps = int(round(cfg.seconds * self.contract.fps))
-        self.scene = SimScene(self.contract, cfg.seed)
-        if cfg.policy is None:
-            self.policy = PickPlaceExpert(self.contract, self.scene, cfg.chunk_size)
-        else:
+        self.scene = SimScene(self.contract, cfg.arm.seed)
+        p = cfg.policy
+        if p.model_path:
             from nsm.policy.lerobot_policy import LeRobotChunkPolicy
 
-            self.policy = LeRobotChunkPolicy(cfg.policy, cfg.backend, self.contract, names)
+            self.policy = LeRobotChunkPolicy(Path(p.model_path), p.backend, self.contract, names)
+        elif p.expert == "pick_place":
+            self.policy = PickPlaceExpert(self.contract, self.scene, p.chunk_size)
+        else:
+            self.policy = WaypointExpert(self.contract, p.chunk_size)
 
     @property
     def total_steps(self) -> int:
@@ -142,7 +117,7 @@ class Demo:
     def run(self, on_step: Callable[[int], None] | None = None) -> DemoSummary:
         """Run every episode; `on_step(n)` gets the number of control steps done so far."""
         cfg, contract, steps = self.cfg, self.contract, self.steps
-        telemetry = TelemetryWriter(self.db_url, cfg.robot_id, self.out / "telemetry-spool")
+        telemetry = TelemetryWriter(self.db_url, cfg.telemetry.robot_id, Path(cfg.telemetry.spool_dir))
         scene = self.scene
         arm = SimArm(scene)
         names = contract.joint_names
@@ -154,16 +129,17 @@ class Demo:
             for spec in self.specs:
                 cameras.append(camera_class(scene, spec).start())
             for episode in range(cfg.episodes):
-                scene.reset(cfg.seed + episode)
-                runtime = AsyncChunkRuntime(self.policy, len(contract.joints), cfg.threshold, cfg.merge,
-                                            cfg.merge_coeff).start()
+                scene.reset(cfg.arm.seed + episode)
+                merge_coeff = cfg.arm.merge_coeff if cfg.arm.merge_coeff >= 0 else None
+                runtime = AsyncChunkRuntime(self.policy, len(contract.joints), cfg.policy.threshold, cfg.arm.merge,
+                                            merge_coeff).start()
                 path, cams = next_episode_path(self.out), [s.name for s in self.specs]
                 recorder = Hdf5EpisodeWriter(path, contract, cams, sim=True, policy=self.policy.name,
-                                             compression=None if cfg.hdf5_compression == "none" else cfg.hdf5_compression)
+                                             compression=cfg.recorder.hdf5_compression)
                 recorders = [recorder]
-                if cfg.bag:
+                if cfg.recorder.bag:
                     recorders.append(McapEpisodeWriter(path.with_suffix(""), contract, cams, start_ns=time.time_ns(),
-                                                       policy=self.policy.name, image_format=cfg.bag_images,
+                                                       policy=self.policy.name, image_format=cfg.recorder.bag_images,
                                                        compression="zstd" if cfg.bag_zstd else None))
                 done = episode * steps
                 first_success: list[int] = []
@@ -195,9 +171,9 @@ class Demo:
                 successes.append(success)
                 success_steps.append(first_success[0] if first_success else None)
                 try:
-                    record_episode(self.engine, cfg.robot_id, episodes[-1], started_at,
+                    record_episode(self.engine, cfg.telemetry.robot_id, episodes[-1], started_at,
                                    loop.ticks * contract.period, recorder.frames, success, self.policy.name,
-                                   seed=cfg.seed + episode, bag=bags[-1] if cfg.bag else "")
+                                   seed=cfg.arm.seed + episode, bag=bags[-1] if cfg.recorder.bag else "")
                 except SQLAlchemyError as exc:  # the episode's files are safe; only its index row is missing
                     log.warning("episode %s not added to the episodes table: %s", episodes[-1], exc)
                 periods += list(loop.periods)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nsm.app.demo import Demo, DemoConfig
+from nsm.app.demo import Demo
+from nsm.app.demo_settings import demo_config
 from nsm.errors import NsmError
 from nsm.plots import contact_sheet, episode_frames
 from nsm.policy.model_dir import PolicyDir
@@ -49,8 +50,9 @@ class Evaluator:
             export_onnx(policy_dir)  # the robot's default backend needs the export: make it once
         self.model, self.backend, self.out = model, backend, out
         # Demo builds the policy and checks its cameras and sizes against the contract
-        self.demo = Demo(DemoConfig(robot=robot, cameras=list(policy_dir.features.cameras), episodes=episodes,
-                                    seconds=seconds, out=out, seed=seed, policy=model, backend=backend))
+        self.demo = Demo(demo_config(robot=robot, camera=list(policy_dir.features.cameras), episodes=episodes,
+                                     seconds=seconds, out=out, seed=seed, policy=model, backend=backend, bag=False,
+                                     db_url=f"sqlite:///{out / 'telemetry.db'}"))
 
     @property
     def total_steps(self) -> int:
@@ -65,7 +67,7 @@ class Evaluator:
         result = Evaluation(str(self.model), self.backend, len(s.successes), wins, wins / len(s.successes),
                             tuple(round(v, 3) for v in wilson_interval(wins, len(s.successes))),
                             round(float(np.mean(times)), 2) if times else None,
-                            f"{cfg.seed}..{cfg.seed + cfg.episodes - 1}",
+                            f"{cfg.arm.seed}..{cfg.arm.seed + cfg.episodes - 1}",
                             round(float(np.median(s.inference_ms)), 1) if len(s.inference_ms) else float("nan"),
                             str(self.out), None)
         result.sheet = self._sheet(s.episodes, s.successes)

@@ -22,6 +22,7 @@ from nsm.errors import NsmError
 LEROBOT_JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 LOAD_FULL_SCALE = 1000.0  # Present_Load is in 0.1 % of the stall torque
 VOLTS_PER_UNIT = 0.1  # Present_Voltage is in 0.1 V
+PLAUSIBLE_VOLTS = (4.0, 16.0)  # an answering STS3215 is powered within this; outside it is a misread
 CONNECT_ATTEMPTS = 3
 TORQUE_RETRIES = 5
 
@@ -128,13 +129,15 @@ class So101Arm:
         self.torque_on = on
 
     def read_battery(self) -> BatteryReading:
-        """The supply voltage the servos measure (median over the chain; they share one
-        supply). The current is not measured by the STS3215; the percentage comes only from
+        """The supply voltage the servos measure (median over the chain, they share one supply;
+        readings no powered servo can give are dropped: measured with a loaded host, a late
+        reply to the previous sync read can be taken for this one). The current is not measured by the STS3215; the percentage comes only from
         the configured pack curve. Nothing here is simulated."""
-        volts = self.bus.sync_read("Present_Voltage", normalize=False, num_retry=self.robot.config.num_read_retries)
-        voltage = VOLTS_PER_UNIT * float(np.median(list(volts.values())))
+        raw = self.bus.sync_read("Present_Voltage", normalize=False, num_retry=self.robot.config.num_read_retries)
+        volts = [v * VOLTS_PER_UNIT for v in raw.values() if PLAUSIBLE_VOLTS[0] <= v * VOLTS_PER_UNIT <= PLAUSIBLE_VOLTS[1]]
+        voltage = float(np.median(volts)) if volts else math.nan  # a garbled reply is unknown, not 0 V
         charge = math.nan
-        if self._pack_curve is not None:
+        if self._pack_curve is not None and volts:
             charge = float(np.interp(voltage, self._pack_curve[:, 0], self._pack_curve[:, 1]))
         return BatteryReading(voltage, math.nan, charge, simulated=False)
 

@@ -18,8 +18,7 @@ from typing import Protocol
 from nsm.errors import NsmError
 from nsm.policy.export import OUTPUT, checked_onnx, input_names
 from nsm.policy.model_dir import PolicyDir
-
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+from nsm.settings import POLICY_BACKENDS as BACKENDS
 
 
 class Backend(Protocol):

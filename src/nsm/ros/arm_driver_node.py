@@ -36,14 +36,12 @@ from nsm.arm.sim import SimArm
 from nsm.contract import load_contract
 from nsm.control import ChunkInbox, ControlLoop, Tick
 from nsm.errors import NsmError
-from nsm.policy.action_queue import MERGE_MODES
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, ERROR, OK, WARN, declare, main_for, publish_diagnostics, rate_values
+from nsm.settings import ArmDriverSettings
 from nsm.sim.scene import SimScene
 from nsm.stats import RateMeter
 
-BACKENDS = ("sim", "so101")
-LOOPS = ("thread", "timer")
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RECENT_PERIODS = 300  # the worst period over the last 10 s goes on /diagnostics
 
@@ -51,14 +49,7 @@ RECENT_PERIODS = 300  # the worst period over the last 10 s goes on /diagnostics
 class ArmDriverNode(Node):
     def __init__(self):
         super().__init__("arm_driver_node")
-        p = declare(self, robot="so101", backend="sim", seed=0, port="/dev/ttyACM0", calibration="",
-                    merge="replace", merge_coeff=-1.0, torque_off_after=0.0, pack_curve="", loop="thread")
-        if p.backend not in BACKENDS:
-            raise NsmError(f"arm_driver_node: unknown backend '{p.backend}'; use one of {', '.join(BACKENDS)}")
-        if p.loop not in LOOPS:
-            raise NsmError(f"arm_driver_node: unknown loop '{p.loop}'; use one of {', '.join(LOOPS)}")
-        if p.merge not in MERGE_MODES:
-            raise NsmError(f"arm_driver_node: unknown merge '{p.merge}'; use one of {', '.join(MERGE_MODES)}")
+        p = declare(self, ArmDriverSettings)
         self.contract = load_contract(p.robot)
         self.names = self.contract.joint_names
         self.scene: SimScene | None = None

@@ -21,18 +21,15 @@ from nsm.contract import load_contract
 from nsm.errors import NsmError
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, OK, SENSOR_QOS, WARN, declare, main_for, publish_diagnostics, rate_values
+from nsm.settings import CameraSettings
 from nsm.sim.scene import SimScene
 from nsm.stats import RateMeter
-
-SOURCES = ("sim", "opencv", "video")
 
 
 class CameraNode(Node):
     def __init__(self):
         super().__init__("camera_node")
-        p = declare(self, robot="so101", camera="front", source="sim", device="0", path="")
-        if p.source not in SOURCES:
-            raise NsmError(f"camera_node: unknown source '{p.source}'; use one of {', '.join(SOURCES)}")
+        p = declare(self, CameraSettings)
         self.contract = load_contract(p.robot)
         spec = self.contract.camera(p.camera)
         self.scene: SimScene | None = None

@@ -12,6 +12,7 @@ from sensor_msgs.msg import BatteryState, JointState
 
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, OK, WARN, declare, main_for, publish_diagnostics, rate_values
+from nsm.settings import DbBridgeSettings
 from nsm.stats import RateMeter
 from nsm.telemetry import rows
 from nsm.telemetry.writer import open_writer
@@ -20,7 +21,7 @@ from nsm.telemetry.writer import open_writer
 class DbBridgeNode(Node):
     def __init__(self):
         super().__init__("db_bridge_node")
-        p = declare(self, db_url="sqlite:///runs/telemetry.db", robot_id="sim01", spool_dir="runs/telemetry-spool")
+        p = declare(self, DbBridgeSettings)
         self.writer = open_writer(p.db_url, p.robot_id, Path(p.spool_dir))
         self.rates = {"joint_states": RateMeter(), "joint_commands": RateMeter(), "battery": RateMeter()}
         self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)

@@ -7,16 +7,17 @@ error line with exit code 2 so a launch file shows which node refused to start a
 """
 import sys
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from nsm.errors import NsmError
 from nsm.ros import convert
+from nsm.settings import NodeSettings
 
 COMMANDS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # chunks, commands, states
 SENSOR_QOS = qos_profile_sensor_data  # images: best effort, keep last 5
@@ -44,9 +45,16 @@ def rate_values(meters: dict, now: float) -> dict:
             for key, value in ((f"{name}_hz", round(meter.rate(now), 2)), (f"{name}_count", meter.count))}
 
 
-def declare(node: Node, **defaults) -> SimpleNamespace:
-    """Declare each parameter with its default (which works in simulation); return the values."""
-    return SimpleNamespace(**{name: node.declare_parameter(name, value).value for name, value in defaults.items()})
+def declare[S: NodeSettings](node: Node, schema: type[S]) -> S:
+    """Declare every parameter of the node's schema (nsm.settings) with its default and
+    description, and return the values as validated settings (bad values: one NsmError line).
+    Parameters are dynamically typed so `-p seed:=3` and `merge_coeff: -1` are accepted as the
+    schema reads them (the schema, not ROS, checks the types)."""
+    values = {}
+    for name, default in schema.ros_defaults().items():
+        descriptor = ParameterDescriptor(description=schema.model_fields[name].description or "", dynamic_typing=True)
+        values[name] = node.declare_parameter(name, default, descriptor).value
+    return schema.parse(values)
 
 
 def main_for(make_node: Callable[[], Node]) -> Callable[[list[str] | None], None]:

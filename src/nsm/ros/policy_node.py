@@ -22,20 +22,16 @@ from nsm.policy.lerobot_policy import LeRobotChunkPolicy
 from nsm.policy.runtime import AsyncChunkRuntime
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, ERROR, OK, SENSOR_QOS, WARN, declare, main_for, publish_diagnostics, rate_values
+from nsm.settings import PolicySettings
 from nsm.sim.expert import PickPlaceExpert, WaypointExpert
 from nsm.sim.scene import SimScene
 from nsm.stats import RateMeter
-
-EXPERTS = ("pick_place", "waypoint")
 
 
 class PolicyNode(Node):
     def __init__(self):
         super().__init__("policy_node")
-        p = declare(self, robot="so101", model_path="", backend="onnxruntime", expert="pick_place", chunk_size=30,
-                    threshold=0.5, max_obs_age=0.2)
-        if p.expert not in EXPERTS:
-            raise NsmError(f"policy_node: unknown expert '{p.expert}'; use one of {', '.join(EXPERTS)}")
+        p = declare(self, PolicySettings)
         self.contract = load_contract(p.robot)
         self.names = self.contract.joint_names
         self.images: dict[str, np.ndarray] = {}

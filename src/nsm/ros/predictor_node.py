@@ -21,14 +21,15 @@ from nsm.ai.worker import BrainWorker, PredictionStore
 from nsm.errors import NsmError
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, OK, WARN, declare, main_for, publish_diagnostics
+from nsm.settings import PredictorSettings
 from nsm.telemetry import rows
 
 
 class PredictorNode(Node):
     def __init__(self):
         super().__init__("predictor_node")
-        p = declare(self, models=[""], robot_id="sim01", hub_url="", hub_namespace="/", db_url="")
-        models = [Path(m) for m in p.models if m]
+        p = declare(self, PredictorSettings)
+        models = [Path(m) for m in p.models]
         if not models:
             raise NsmError("predictor_node: no models; set models:=[folder, ...] (made by `nsm ai train`)")
         self.robot_id = p.robot_id

@@ -22,28 +22,22 @@ from nsm.errors import NsmError
 from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
 from nsm.recording.episodes import next_episode_path
 from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
-from nsm.recording.mcap_writer import IMAGE_FORMATS, McapEpisodeWriter
+from nsm.recording.mcap_writer import McapEpisodeWriter
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, OK, SENSOR_QOS, WARN, declare, main_for, publish_diagnostics, rate_values
+from nsm.settings import RecorderSettings
 from nsm.stats import RateMeter
-
-COMPRESSIONS = ("none", "lzf")
 
 
 class RecorderNode(Node):
     def __init__(self):
         super().__init__("recorder_node")
-        p = declare(self, robot="so101", out="runs/episodes", cameras=["front"], sim=True, policy="unknown",
-                    compression="none", bag=True, bag_images="jpeg")
-        if p.compression not in COMPRESSIONS:
-            raise NsmError(f"recorder_node: unknown compression '{p.compression}'; use one of {', '.join(COMPRESSIONS)}")
-        if p.bag_images not in IMAGE_FORMATS:
-            raise NsmError(f"recorder_node: unknown bag_images '{p.bag_images}'; use one of {', '.join(IMAGE_FORMATS)}")
+        p = declare(self, RecorderSettings)
         self.contract = load_contract(p.robot)
         self.names = self.contract.joint_names
         self.cameras = [self.contract.camera(c).name for c in p.cameras]
         self.out, self.sim, self.policy, self.bag, self.bag_images = Path(p.out), p.sim, p.policy, p.bag, p.bag_images
-        self.compression = None if p.compression == "none" else p.compression
+        self.compression = p.hdf5_compression
         self.writers: list[BackgroundEpisodeWriter] = []  # HDF5 first, then the bag; empty: idle
         self.state: JointState | None = None
         self.images: dict[str, np.ndarray] = {}
