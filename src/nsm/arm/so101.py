@@ -131,8 +131,9 @@ class So101Arm:
     def read_battery(self) -> BatteryReading:
         """The supply voltage the servos measure (median over the chain, they share one supply;
         readings no powered servo can give are dropped: measured with a loaded host, a late
-        reply to the previous sync read can be taken for this one). The current is not measured by the STS3215; the percentage comes only from
-        the configured pack curve. Nothing here is simulated."""
+        reply to the previous sync read can be taken for this one). The STS3215 does not
+        measure current; the percentage comes only from the configured pack curve. Nothing here
+        is simulated."""
         raw = self.bus.sync_read("Present_Voltage", normalize=False, num_retry=self.robot.config.num_read_retries)
         volts = [v * VOLTS_PER_UNIT for v in raw.values() if PLAUSIBLE_VOLTS[0] <= v * VOLTS_PER_UNIT <= PLAUSIBLE_VOLTS[1]]
         voltage = float(np.median(volts)) if volts else math.nan  # a garbled reply is unknown, not 0 V
