@@ -102,13 +102,15 @@ def deployed(seconds: float, loop: str, model: Path, dsn: str, folder: Path) -> 
     """The bringup graph as processes; the driver's tick stamps seen by this process's subscriber."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
     from sensor_msgs.msg import JointState
     from std_srvs.srv import Trigger
 
     from nsm.ros.node_main import COMMANDS_QOS
 
     ns, period = "/nsmbench", load_contract("so101").period
-    nodes = plan(namespace=ns, camera="front,wrist", model_path=str(model), db_url=dsn, robot_id=f"bench-{loop}")
+    nodes = plan(namespace=ns, cameras="front,wrist", model_path=str(model), db_url=dsn, robot_id=f"bench-{loop}")
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     procs = []
     for node in nodes:
@@ -136,22 +138,27 @@ def deployed(seconds: float, loop: str, model: Path, dsn: str, folder: Path) -> 
                 raise RuntimeError(f"the graph did not come up ({loop}): exit codes {[p.poll() for p in procs]}")
             executor.spin_once(timeout_sec=0.1)
 
-    def call(service: str) -> str:
-        client = node.create_client(Trigger, f"{ns}/{service}")
+    def call(service: str, srv_type=Trigger, request=None):
+        client = node.create_client(srv_type, f"{ns}/{service}")
         spin_until(client.service_is_ready, 60)
-        future = client.call_async(Trigger.Request())
-        spin_until(future.done, 30)
-        return future.result().message
+        future = client.call_async(request or srv_type.Request())
+        spin_until(future.done, 120)
+        return future.result()
 
     try:
+        for managed in (n for n in nodes if n.managed):  # what bringup.launch.py does: configure, then activate
+            for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+                if not call(f"{managed.name}/change_state", ChangeState,
+                            ChangeState.Request(transition=Transition(id=transition))).success:
+                    raise RuntimeError(f"{managed.name}: transition {transition} failed")
         policy = f"{ns}/policy_node"
         spin_until(lambda: int(diagnostics.get(policy, {}).get("chunks_count", 0)) > 0, 300)  # cameras -> ACT -> chunks
-        episode = call("recorder/start_episode")
+        episode = call("recorder/start_episode").message
         recording = True
         started = time.monotonic()
         spin_until(lambda: time.monotonic() >= started + seconds, seconds + 5)
         recording = False
-        audit = call("recorder/stop_episode")
+        audit = call("recorder/stop_episode").message
         driver = diagnostics.get(f"{ns}/arm_driver_node", {})
         inference = diagnostics.get(policy, {})
     finally:

@@ -120,6 +120,27 @@ class Observer:
         assert future.done(), f"{service} did not answer"
         return future.result()
 
+    def transition(self, node: str, transition: str, timeout: float = 120.0) -> bool:
+        """Ask lifecycle node `node` (its name in this namespace) for `transition` (configure,
+        activate, deactivate, cleanup, shutdown) over lifecycle_msgs' change_state service."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request(transition=Transition(id=getattr(Transition, f"TRANSITION_{transition.upper()}")))
+        return self.call(ChangeState, f"{self.namespace}/{node}/change_state", request, timeout).success
+
+    def state(self, node: str) -> str:
+        from lifecycle_msgs.srv import GetState
+
+        return self.call(GetState, f"{self.namespace}/{node}/get_state", GetState.Request()).current_state.label
+
+    def bring_up(self, nodes) -> None:
+        """What bringup.launch.py does for each managed node of the plan: configure, then activate."""
+        for node in nodes:
+            if node.managed:
+                assert self.transition(node.name, "configure"), f"{node.name} failed to configure"
+                assert self.transition(node.name, "activate"), f"{node.name} failed to activate"
+
     def trigger(self, service: str, timeout: float = 30.0):
         from std_srvs.srv import Trigger
 

@@ -44,6 +44,7 @@ def test_the_expert_completes_the_task_through_the_nodes_in_one_simulated_world(
     cube = observer.watch(PoseStamped, "sim/cube_pose", keep=1)
     images = observer.watch(Image, "camera/front/image_raw", SENSOR_QOS, keep=1)
     try:
+        observer.bring_up(nodes)
         wait_for(lambda: cube and images, 180, procs, "the cube pose and front images")
         first_cube = convert.msg_to_pose(cube[-1])
         wait_for(lambda: success and success[-1].data, 90, procs, "sim/success true")
@@ -113,6 +114,7 @@ def test_the_robot_runs_records_logs_and_holds_when_the_policy_dies(ros_env, tmp
     procs = {n.name: launch(n, ros_env, tmp_path, NS) for n in nodes}
     observer = Observer(NS)
     try:
+        observer.bring_up(nodes)
         # frames reach the policy and its chunks reach the driver
         wait_for(lambda: int(observer.diag("policy_node")[2].get("wrist_count", 0)) > 0
                  and int(observer.diag("arm_driver_node")[2].get("chunks_count", 0)) > 0, 180, procs,
@@ -204,6 +206,7 @@ def test_predictor_node_turns_the_robots_topics_into_predictions(ros_env, tmp_pa
     received = []
     observer.node.create_subscription(String, "predictions", lambda m: received.append(json_module.loads(m.data)), 10)
     try:
+        observer.bring_up(nodes)
         wait_for(lambda: len(received) >= 20 and len(hub.updates()) >= 20, 120, procs, "predictions from predictor_node")
         level, _, values = wait_for(lambda: (d := observer.diag("predictor_node"))[2].get("hub_sent") and d, 30, procs,
                                     "predictor_node diagnostics")

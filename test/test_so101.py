@@ -151,6 +151,9 @@ def test_arm_driver_node_runs_the_real_driver_at_the_control_rate(ros_env, tmp_p
         battery = observer.watch(BatteryState, "battery")
         cube = observer.watch(PoseStamped, "sim/cube_pose")
         try:
+            assert observer.state("arm_driver_node") == "unconfigured" and chain.packets == 0  # nothing opened yet
+            assert observer.transition("arm_driver_node", "configure")  # opens the port: torque on, as LeRobot leaves it
+            assert observer.transition("arm_driver_node", "activate")  # the loop starts
             # polled gently: each state() question competes with the chain's serial replies for its CPU time
             wait_until(lambda: len(battery) >= 2 and servos(chain)[0].goal_writes >= 10, timeout=60, proc=proc, poll=0.2)
             before, t0 = servos(chain)[0].goal_writes, time.monotonic()
@@ -173,14 +176,21 @@ def test_arm_driver_node_runs_the_real_driver_at_the_control_rate(ros_env, tmp_p
 
 
 @pytest.mark.ros
-def test_arm_driver_node_without_calibration_is_one_error_and_exit_2(ros_env, tmp_path):
-    from helpers import start
+def test_arm_driver_node_without_calibration_fails_to_configure_with_one_error(ros_env, tmp_path):
+    from helpers import Observer, start, stop
 
     with FeetechChain() as chain:
         proc = start("arm_driver_node", "backend:=so101", f"port:={chain.port}",
                      f"calibration:={tmp_path / 'missing.json'}", env=ros_env, cwd=tmp_path)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 2
+        observer = Observer("/nsmtest")
+        try:
+            assert not observer.transition("arm_driver_node", "configure")
+            assert observer.state("arm_driver_node") == "unconfigured"  # the lifecycle's answer to a failed configure
+        finally:
+            observer.close()
+            code, out = stop(proc)
+        assert code == 0, out
         errors = [line for line in out.splitlines() if "ERROR" in line]
-        assert len(errors) == 1 and "lerobot-calibrate" in errors[0], out
+        assert len(errors) == 1 and "configure failed" in errors[0] and "lerobot-calibrate" in errors[0], out
+        assert chain.packets == 0  # refused before a single packet
         assert chain.packets == 0

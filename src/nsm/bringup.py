@@ -26,6 +26,8 @@ from nsm.settings import (
 
 # executable -> its parameter file in config/ (the static launch test checks both)
 NODE_PARAMS = {node: schema.yaml_name() for node, schema in NODES.items()}
+# lifecycle (managed) nodes: bringup drives each through configure -> activate
+MANAGED = ("arm_driver_node", "policy_node", "recorder_node")
 
 
 def _from_schema(schema: type[NodeSettings], name: str, doc: str | None = None) -> tuple[str, str]:
@@ -67,6 +69,10 @@ class NodeLaunch:
     @property
     def params_file(self) -> str:
         return NODE_PARAMS[self.executable]
+
+    @property
+    def managed(self) -> bool:
+        return self.executable in MANAGED
 
     def command(self, namespace: str, folder: Path) -> list[str]:
         """The process launch_ros starts for this node: its console script, the parameter file,

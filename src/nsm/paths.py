@@ -33,3 +33,15 @@ def share_file(relative: str) -> Path:
             return folder / relative
     searched = ", ".join(str(d) for d in share_dirs())
     raise NsmError(f"{relative} not found (searched {searched}); set NSM_SHARE_DIR to nsm's share folder")
+
+
+def prepare_out(out: Path) -> Path:
+    """Create `out` and prove it is writable, or fail with one clear line."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".nsm-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise NsmError(f"cannot write to output folder {out}: {exc.strerror or exc}; pass a writable --out") from None
+    return out

@@ -22,7 +22,7 @@ from nsm.camera.base import Camera
 from nsm.camera.sim import ProcessSimCamera, SimCamera
 from nsm.contract import load_contract
 from nsm.control import ControlLoop, Tick
-from nsm.errors import NsmError
+from nsm.paths import prepare_out
 from nsm.policy.runtime import AsyncChunkRuntime
 from nsm.recording.background import EpisodeFrame
 from nsm.recording.episodes import next_episode_path
@@ -58,18 +58,6 @@ class DemoSummary:
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.period_ms, q)) if len(self.period_ms) else float("nan")
-
-
-def prepare_out(out: Path) -> Path:
-    """Create `out` and prove it is writable, or fail with one clear line."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".nsm-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise NsmError(f"cannot write to output folder {out}: {exc.strerror or exc}; pass a writable --out") from None
-    return out
 
 
 def telemetry_sink(telemetry: TelemetryWriter, names: list[str]) -> Callable[[Tick], None]:

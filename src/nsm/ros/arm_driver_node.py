@@ -1,5 +1,8 @@
 """arm_driver_node: the control loop (nsm.control.ControlLoop, the one `nsm demo` runs) behind topics.
 
+A managed (lifecycle) node: configure opens the arm, activate starts torque and the loop,
+deactivate stops the loop with the arm holding, cleanup releases the arm.
+
 The loop runs on its own real-time thread at the contract rate; the rclpy executor never
 sits in a tick's path. It only hands chunks in: `action_chunk` (JointTrajectory, stamped
 with the observation time) is aligned by control step and merged into a thread-safe
@@ -24,13 +27,14 @@ from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
+from nsm.arm.base import Arm
 from nsm.arm.safety import SafetyFilter
 from nsm.arm.sim import SimArm
 from nsm.contract import load_contract
@@ -46,23 +50,21 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durabi
 RECENT_PERIODS = 300  # the worst period over the last 10 s goes on /diagnostics
 
 
-class ArmDriverNode(Node):
+class ArmDriverNode(LifecycleNode):
+    """Managed: configure opens the arm (the sim scene, or the SO-101's port), activate turns
+    torque on and starts the loop, deactivate stops it with the arm holding its last command,
+    cleanup releases the arm (LeRobot's disconnect turns torque off)."""
+
     def __init__(self):
         super().__init__("arm_driver_node")
-        p = declare(self, ArmDriverSettings)
+        self.p = p = declare(self, ArmDriverSettings)
         self.contract = load_contract(p.robot)
         self.names = self.contract.joint_names
         self.scene: SimScene | None = None
-        if p.backend == "sim":
-            self.scene = SimScene(self.contract, p.seed)
-            self.arm = SimArm(self.scene)
-        else:  # every input checked above: the arm is only addressed once the node can run
-            from nsm.arm.so101 import So101Arm, parse_pack_curve
-
-            self.arm = So101Arm(self.contract, p.port, Path(p.calibration), parse_pack_curve(p.pack_curve))
-        self.inbox = ChunkInbox(p.merge, p.merge_coeff if p.merge_coeff >= 0 else None)
-        safety = SafetyFilter(self.contract, self.arm.read().position,
-                              torque_off_after=p.torque_off_after if p.torque_off_after > 0 else math.inf)
+        self.arm: Arm | None = None
+        self.loop: ControlLoop | None = None
+        self.inbox: ChunkInbox | None = None
+        self.timer = None
         self.rejected_chunks = 0
         self.chunks = RateMeter()
         self.success: bool | None = None
@@ -70,38 +72,94 @@ class ArmDriverNode(Node):
         self.pub_state = self.create_publisher(JointState, "joint_states", COMMANDS_QOS)
         self.pub_command = self.create_publisher(JointState, "joint_commands", COMMANDS_QOS)
         self.pub_battery = self.create_publisher(BatteryState, "battery", COMMANDS_QOS)
-        if self.scene is not None:
+        if p.backend == "sim":
             self.pub_cube = self.create_publisher(PoseStamped, "sim/cube_pose", COMMANDS_QOS)
             self.pub_success = self.create_publisher(Bool, "sim/success", LATCHED_QOS)
         self.create_subscription(JointTrajectory, "action_chunk", self.on_chunk, COMMANDS_QOS)
         self.create_service(SetBool, "arm_driver/enable", self.on_enable)
+        publish_diagnostics(self, self.report)
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        p = self.p
+        try:
+            if p.backend == "sim":
+                self.scene = SimScene(self.contract, p.seed)
+                self.arm = SimArm(self.scene)
+            else:
+                from nsm.arm.so101 import So101Arm, parse_pack_curve
+
+                self.arm = So101Arm(self.contract, p.port, Path(p.calibration), parse_pack_curve(p.pack_curve))
+        except NsmError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        p = self.p
+        self.inbox = ChunkInbox(p.merge, p.merge_coeff if p.merge_coeff >= 0 else None)
+        safety = SafetyFilter(self.contract, self.arm.read().position,
+                              torque_off_after=p.torque_off_after if p.torque_off_after > 0 else math.inf)
+        if not self.arm.torque_on:
+            self.arm.set_torque(True)
         self.loop = ControlLoop(self.contract, self.arm, self.inbox, safety, sinks=[self.publish], clock=self.now)
         self.loop.start(thread=p.loop == "thread")
         if p.loop == "timer":  # the executor runs each tick: kept only for bench/control_loop.py's comparison
-            self.create_timer(self.contract.period, self.loop.tick_now)
-        publish_diagnostics(self, self.report)
+            self.timer = self.create_timer(self.contract.period, self.loop.tick_now)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_loop()  # the arm holds its last command, torque on
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_loop(self) -> None:
+        if self.timer is not None:
+            self.destroy_timer(self.timer)
+            self.timer = None
+        if self.loop is not None:
+            self.loop.stop()
+        self.loop = None
+
+    def _release(self) -> None:
+        self._stop_loop()
+        if self.arm is not None:
+            self.arm.close()
+        self.arm, self.scene = None, None
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_chunk(self, msg: JointTrajectory) -> None:
         """On the executor: align the chunk to control steps and hand it to the loop."""
+        loop, inbox = self.loop, self.inbox
+        if loop is None:
+            return  # not active: nothing moves
         try:
             stamp, offsets, positions = convert.msg_to_chunk(msg, self.names)
         except (NsmError, ValueError) as exc:
             self.rejected_chunks += 1
             self.get_logger().warning(f"action_chunk rejected: {exc}", throttle_duration_sec=5.0)
             return
-        steps = np.array([self.loop.step_at(stamp + offset) for offset in offsets], dtype=int)
+        steps = np.array([loop.step_at(stamp + offset) for offset in offsets], dtype=int)
         if not len(steps) or np.any(np.diff(steps) != 1):
             self.rejected_chunks += 1
             self.get_logger().warning("action_chunk rejected: points must be one control period apart",
                                       throttle_duration_sec=5.0)
             return
-        self.inbox.put(positions, int(steps[0]), now=self.loop.step)
+        inbox.put(positions, int(steps[0]), now=loop.step)
         self.chunks.tick(self.now())
 
     def on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        if self.loop is None:
+            response.success, response.message = False, "not active (lifecycle: configure, then activate)"
+            return response
         self.loop.enable(request.data)
         response.success, response.message = True, "enabled" if request.data else "disabled: holding position"
         return response
@@ -124,7 +182,11 @@ class ArmDriverNode(Node):
                 self.pub_success.publish(Bool(data=success))
 
     def report(self, now: float):
-        loop, safety = self.loop, self.loop.safety
+        loop = self.loop
+        if loop is None:
+            state = "inactive: holding position" if self.arm is not None else "unconfigured: the arm is not open"
+            return OK, state, {"state": state.split(":")[0]}
+        safety = loop.safety
         queued = self.inbox.remaining(loop.step)
         since = self.chunks.age(now)
         (then, ticks_then), ticks = self._rate_mark, loop.ticks
@@ -137,7 +199,7 @@ class ArmDriverNode(Node):
                   "enabled": safety.enabled, "torque_on": safety.torque_on,
                   "rejected_commands": safety.rejected, "clamped_commands": safety.clamped,
                   "rejected_chunks": self.rejected_chunks}
-        if self.scene is not None:
+        if self.p.backend == "sim":
             values["task_success"] = self.success
         if loop.error is not None:
             return ERROR, f"control loop stopped: {loop.error}", values
@@ -151,8 +213,7 @@ class ArmDriverNode(Node):
         return OK, "following action_chunk", values
 
     def destroy_node(self) -> None:
-        self.loop.stop()
-        self.arm.close()
+        self._release()
         super().destroy_node()
 
 

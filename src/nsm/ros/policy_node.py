@@ -12,12 +12,13 @@ latency (last, p50, max), observations refused as too old, and the last inferenc
 """
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from nsm.contract import Observation, load_contract
 from nsm.errors import NsmError
+from nsm.policy.base import ChunkPolicy
 from nsm.policy.lerobot_policy import LeRobotChunkPolicy
 from nsm.policy.runtime import AsyncChunkRuntime
 from nsm.ros import convert
@@ -28,41 +29,88 @@ from nsm.sim.scene import SimScene
 from nsm.stats import RateMeter
 
 
-class PolicyNode(Node):
+class PolicyNode(LifecycleNode):
+    """Managed: configure loads the model (or plans nothing yet: the experts), activate starts
+    inference, deactivate stops it (no more chunks: the driver's queue runs dry and it holds),
+    cleanup releases the model."""
+
     def __init__(self):
         super().__init__("policy_node")
-        p = declare(self, PolicySettings)
-        self.contract = load_contract(p.robot)
+        self.p = declare(self, PolicySettings)
+        self.contract = load_contract(self.p.robot)
         self.names = self.contract.joint_names
         self.images: dict[str, np.ndarray] = {}
         self.cameras: list[str] = []
+        self.policy: ChunkPolicy | None = None
+        self.runtime: AsyncChunkRuntime | None = None
         self.world: SimScene | None = None  # pick_place: a mirror of the simulated world it plans in
         self.cube_pose: np.ndarray | None = None
-        if p.model_path:
-            policy = LeRobotChunkPolicy(p.model_path, p.backend, self.contract)
-            self.cameras = list(policy.features.cameras)
-        elif p.expert == "pick_place":
-            self.world = SimScene(self.contract)
-            policy = PickPlaceExpert(self.contract, self.world, p.chunk_size)
-            self.create_subscription(PoseStamped, "sim/cube_pose", self.on_cube_pose, COMMANDS_QOS)
-        else:
-            policy = WaypointExpert(self.contract, p.chunk_size)
-        self.get_logger().info(f"policy {policy.name}, chunk {policy.chunk_size}")
-        self.runtime = AsyncChunkRuntime(policy, len(self.names), p.threshold, max_obs_age=p.max_obs_age,
-                                         on_chunk=self.publish_chunk, clock=self.now)
-        if self.world is None:
-            self.runtime.start()
+        self.inputs = []  # subscriptions of the loaded policy's inputs (cameras, the cube pose)
         self.latest: tuple[float, np.ndarray] | None = None
         self.t0: float | None = None
-        self.rates = {"joint_states": RateMeter(), "chunks": RateMeter(), **{cam: RateMeter() for cam in self.cameras}}
-        if self.world is not None:
-            self.rates["cube_pose"] = RateMeter()
+        self.rates = {"joint_states": RateMeter(), "chunks": RateMeter()}
         self.pub_chunk = self.create_publisher(JointTrajectory, "action_chunk", COMMANDS_QOS)
         self.create_subscription(JointState, "joint_states", self.on_joint_states, COMMANDS_QOS)
-        for cam in self.cameras:
-            self.create_subscription(Image, f"camera/{cam}/image_raw", lambda m, c=cam: self.on_image(c, m), SENSOR_QOS)
         self.create_timer(self.contract.period, self.tick)
         publish_diagnostics(self, self.report)
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        p = self.p
+        try:
+            if p.model_path:
+                self.policy = LeRobotChunkPolicy(p.model_path, p.backend, self.contract)
+                self.cameras = list(self.policy.features.cameras)
+            elif p.expert == "pick_place":
+                self.world = SimScene(self.contract)
+                self.policy = PickPlaceExpert(self.contract, self.world, p.chunk_size)
+                self.inputs.append(self.create_subscription(PoseStamped, "sim/cube_pose", self.on_cube_pose,
+                                                            COMMANDS_QOS))
+                self.rates["cube_pose"] = RateMeter()
+            else:
+                self.policy = WaypointExpert(self.contract, p.chunk_size)
+        except NsmError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        for cam in self.cameras:
+            self.rates[cam] = RateMeter()
+            self.inputs.append(self.create_subscription(Image, f"camera/{cam}/image_raw",
+                                                        lambda m, c=cam: self.on_image(c, m), SENSOR_QOS))
+        self.get_logger().info(f"policy {self.policy.name}, chunk {self.policy.chunk_size}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        p = self.p
+        self.runtime = AsyncChunkRuntime(self.policy, len(self.names), p.threshold, max_obs_age=p.max_obs_age,
+                                         on_chunk=self.publish_chunk, clock=self.now)
+        self.t0 = None
+        if self.world is None:
+            self.runtime.start()  # the pick-place expert starts once the world's state has arrived (tick)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_runtime()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_runtime(self) -> None:
+        runtime, self.runtime = self.runtime, None
+        if runtime is not None:
+            runtime.stop()
+
+    def _release(self) -> None:
+        self._stop_runtime()
+        for sub in self.inputs:
+            self.destroy_subscription(sub)
+        self.inputs, self.cameras, self.images = [], [], {}
+        self.policy, self.world, self.cube_pose = None, None, None
+        self.rates = {"joint_states": self.rates["joint_states"], "chunks": self.rates["chunks"]}
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -86,20 +134,21 @@ class PolicyNode(Node):
         self.rates["cube_pose"].tick(self.now())
 
     def tick(self) -> None:
-        if self.latest is None or len(self.images) < len(self.cameras):
-            return  # not every input has arrived yet
+        runtime = self.runtime
+        if runtime is None or self.latest is None or len(self.images) < len(self.cameras):
+            return  # not active, or not every input has arrived yet
         stamp, state = self.latest
-        if self.world is not None and not self.runtime.started:
+        if self.world is not None and not runtime.started:
             if self.cube_pose is None:
                 return
             self.world.set_joint_positions(state)  # the expert plans from the world as published
             self.world.set_cube_qpos(self.cube_pose)
-            self.runtime.start()
+            runtime.start()
         self.t0 = stamp if self.t0 is None else self.t0
         step = int(round((stamp - self.t0) / self.contract.period))
-        self.runtime.act(Observation(step, stamp, state, dict(self.images)))
-        if self.runtime.error is not None:
-            self.get_logger().error(f"inference failed: {self.runtime.error}", throttle_duration_sec=5.0)
+        runtime.act(Observation(step, stamp, state, dict(self.images)))
+        if runtime.error is not None:
+            self.get_logger().error(f"inference failed: {runtime.error}", throttle_duration_sec=5.0)
 
     def publish_chunk(self, chunk: np.ndarray, obs: Observation) -> None:
         self.pub_chunk.publish(convert.chunk_to_msg(self.names, chunk, obs.stamp, self.contract.period))
@@ -107,22 +156,26 @@ class PolicyNode(Node):
 
     def report(self, now: float):
         values = rate_values(self.rates, now)
-        latencies = np.array(self.runtime.latencies[-100:]) * 1000  # ms, the last 100 inferences
+        runtime = self.runtime
+        if runtime is None:
+            state = "inactive: no inference" if self.policy is not None else "unconfigured: no model loaded"
+            return OK, state, values | {"state": state.split(":")[0]}
+        latencies = np.array(runtime.latencies[-100:]) * 1000  # ms, the last 100 inferences
         if len(latencies):
             values |= {"inference_ms_last": round(float(latencies[-1]), 1),
                        "inference_ms_p50": round(float(np.median(latencies)), 1),
                        "inference_ms_max": round(float(latencies.max()), 1)}
-        values |= {"stale_observations": self.runtime.stale_observations, "bad_chunks": self.runtime.bad_chunks,
-                   "error": str(self.runtime.error or "")}
-        if self.runtime.error is not None:
-            return ERROR, f"inference failed: {self.runtime.error}", values
+        values |= {"stale_observations": runtime.stale_observations, "bad_chunks": runtime.bad_chunks,
+                   "error": str(runtime.error or "")}
+        if runtime.error is not None:
+            return ERROR, f"inference failed: {runtime.error}", values
         missing = [name for name in self.rates if name != "chunks" and self.rates[name].rate(now) == 0]
         if missing:
             return WARN, f"waiting for {', '.join(missing)}", values
         return OK, "ok", values
 
     def destroy_node(self) -> None:
-        self.runtime.stop()
+        self._release()
         super().destroy_node()
 
 

@@ -13,12 +13,13 @@ writer queue depth; WARN while a recording stream runs below 80% of the contract
 from pathlib import Path
 
 import numpy as np
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 
 from nsm.contract import load_contract
 from nsm.errors import NsmError
+from nsm.paths import prepare_out
 from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
 from nsm.recording.episodes import next_episode_path
 from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
@@ -29,7 +30,10 @@ from nsm.settings import RecorderSettings
 from nsm.stats import RateMeter
 
 
-class RecorderNode(Node):
+class RecorderNode(LifecycleNode):
+    """Managed: configure checks the output folder (writable, or one error), activate accepts
+    start_episode, deactivate closes an episode in progress, cleanup forgets the folder."""
+
     def __init__(self):
         super().__init__("recorder_node")
         p = declare(self, RecorderSettings)
@@ -39,6 +43,7 @@ class RecorderNode(Node):
         self.out, self.sim, self.policy, self.bag, self.bag_images = Path(p.out), p.sim, p.policy, p.bag, p.bag_images
         self.compression = p.hdf5_compression
         self.writers: list[BackgroundEpisodeWriter] = []  # HDF5 first, then the bag; empty: idle
+        self.configured = self.active = False
         self.state: JointState | None = None
         self.images: dict[str, np.ndarray] = {}
         self.t0 = 0.0
@@ -82,7 +87,39 @@ class RecorderNode(Node):
             writer.add_frame(frame)
         self.recorded.tick(self.now())
 
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            prepare_out(self.out)
+        except NsmError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.configured = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self.active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self.active = False
+        self._close_all(self.writers)  # an episode in progress ends here, closed, not lost
+        self.writers = []
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self.configured = False
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self.active = self.configured = False
+        self._close_all(self.writers)
+        self.writers = []
+        return TransitionCallbackReturn.SUCCESS
+
     def on_start(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if not self.active:
+            response.success, response.message = False, "not active (lifecycle: configure, then activate)"
+            return response
         if self.writers:
             response.success, response.message = False, f"already recording {self.writers[0].path}"
             return response
@@ -133,6 +170,9 @@ class RecorderNode(Node):
     def report(self, now: float):
         values = rate_values(self.rates, now)
         values["recording"] = str(self.writers[0].path) if self.writers else "idle"
+        if not self.active:
+            state = "inactive: not recording" if self.configured else "unconfigured: output folder not checked"
+            return OK, state, values | {"state": state.split(":")[0]}
         if not self.writers:
             return OK, "idle", values
         values |= {"frames": self.writers[0].frames, "dropped": max(w.dropped for w in self.writers),
