@@ -93,6 +93,20 @@ def test_launch_overrides_are_declared_parameters(args):
         assert next(n for n in nodes if n.executable == "arm_driver_node").overrides["backend"] == "so101"
 
 
+def test_managed_nodes_are_driven_to_active_by_the_launch_file():
+    from nsm.bringup import MANAGED
+
+    text = (ROOT / "launch" / "bringup.launch.py").read_text()
+    for needle in ("LifecycleNode(**options)", "Transition.TRANSITION_CONFIGURE", "Transition.TRANSITION_ACTIVATE",
+                   'start_state="configuring"', 'goal_state="inactive"', "if n.managed"):
+        assert needle in text, needle
+    assert {n.executable for n in plan() if n.managed} == set(MANAGED) == {"arm_driver_node", "policy_node",
+                                                                            "recorder_node"}
+    for executable in MANAGED:  # each is a lifecycle node: rclpy's lifecycle services exist on it
+        source = (ROOT / "src" / "nsm" / "ros" / f"{executable}.py").read_text()
+        assert "(ManagedNode):" in source, executable
+
+
 def test_launch_arguments_are_declared_and_bad_values_refused():
     assert "DeclareLaunchArgument(name" in (ROOT / "launch" / "bringup.launch.py").read_text()
     assert {"sim", "cameras", "model_path", "backend", "record", "db_url", "namespace", "use_rviz"} <= set(ARGUMENTS)

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, JointState
 from std_msgs.msg import Bool
@@ -41,7 +40,7 @@ from nsm.contract import load_contract
 from nsm.control import ChunkInbox, ControlLoop, Tick
 from nsm.errors import NsmError
 from nsm.ros import convert
-from nsm.ros.node_main import COMMANDS_QOS, ERROR, OK, WARN, declare, main_for, publish_diagnostics, rate_values
+from nsm.ros.node_main import COMMANDS_QOS, ERROR, OK, WARN, ManagedNode, declare, main_for, publish_diagnostics, rate_values
 from nsm.settings import ArmDriverSettings
 from nsm.sim.scene import SimScene
 from nsm.stats import RateMeter
@@ -50,7 +49,7 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durabi
 RECENT_PERIODS = 300  # the worst period over the last 10 s goes on /diagnostics
 
 
-class ArmDriverNode(LifecycleNode):
+class ArmDriverNode(ManagedNode):
     """Managed: configure opens the arm (the sim scene, or the SO-101's port), activate turns
     torque on and starts the loop, deactivate stops it with the arm holding its last command,
     cleanup releases the arm (LeRobot's disconnect turns torque off)."""
@@ -79,22 +78,17 @@ class ArmDriverNode(LifecycleNode):
         self.create_service(SetBool, "arm_driver/enable", self.on_enable)
         publish_diagnostics(self, self.report)
 
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
+    def configure(self) -> None:
         p = self.p
-        try:
-            if p.backend == "sim":
-                self.scene = SimScene(self.contract, p.seed)
-                self.arm = SimArm(self.scene)
-            else:
-                from nsm.arm.so101 import So101Arm, parse_pack_curve
+        if p.backend == "sim":
+            self.scene = SimScene(self.contract, p.seed)
+            self.arm = SimArm(self.scene)
+        else:
+            from nsm.arm.so101 import So101Arm, parse_pack_curve
 
-                self.arm = So101Arm(self.contract, p.port, Path(p.calibration), parse_pack_curve(p.pack_curve))
-        except NsmError as exc:
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
-        return TransitionCallbackReturn.SUCCESS
+            self.arm = So101Arm(self.contract, p.port, Path(p.calibration), parse_pack_curve(p.pack_curve))
 
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
+    def activate(self) -> None:
         p = self.p
         self.inbox = ChunkInbox(p.merge, p.merge_coeff if p.merge_coeff >= 0 else None)
         safety = SafetyFilter(self.contract, self.arm.read().position,
@@ -105,21 +99,9 @@ class ArmDriverNode(LifecycleNode):
         self.loop.start(thread=p.loop == "thread")
         if p.loop == "timer":  # the executor runs each tick: kept only for bench/control_loop.py's comparison
             self.timer = self.create_timer(self.contract.period, self.loop.tick_now)
-        return super().on_activate(state)
 
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._stop_loop()  # the arm holds its last command, torque on
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _stop_loop(self) -> None:
+    def deactivate(self) -> None:
+        """Stop the loop: the arm holds its last command, torque on."""
         if self.timer is not None:
             self.destroy_timer(self.timer)
             self.timer = None
@@ -127,8 +109,8 @@ class ArmDriverNode(LifecycleNode):
             self.loop.stop()
         self.loop = None
 
-    def _release(self) -> None:
-        self._stop_loop()
+    def release(self) -> None:
+        self.deactivate()
         if self.arm is not None:
             self.arm.close()
         self.arm, self.scene = None, None
@@ -211,10 +193,6 @@ class ArmDriverNode(LifecycleNode):
             waited = "yet" if since is None else f"for {since:.1f} s"
             return WARN, f"holding position: no action_chunk {waited}", values
         return OK, "following action_chunk", values
-
-    def destroy_node(self) -> None:
-        self._release()
-        super().destroy_node()
 
 
 main = main_for(ArmDriverNode)

@@ -12,6 +12,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
@@ -37,6 +38,50 @@ def publish_diagnostics(node: Node, report: Callable[[float], DiagnosticReport],
         pub.publish(convert.diagnostics_msg(name, values, now, level, message))
 
     node.create_timer(period, tick)
+
+
+class ManagedNode(LifecycleNode):
+    """A lifecycle node whose transitions are four plain methods, the same way in every nsm
+    node: `configure()` opens or loads (bad input: raise NsmError -> the transition fails
+    with one ERROR line and the node stays unconfigured), `activate()` runs, `deactivate()`
+    stops with the robot safe, `release()` undoes configure (cleanup, shutdown, exit)."""
+
+    def configure(self) -> None: ...
+
+    def activate(self) -> None: ...
+
+    def deactivate(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self.configure()
+        except NsmError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            self.release()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self.activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self.deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self.release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self.release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        self.release()  # exit (Ctrl-C) in any state: files closed, the arm released
+        super().destroy_node()
 
 
 def rate_values(meters: dict, now: float) -> dict:

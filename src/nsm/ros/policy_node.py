@@ -12,7 +12,6 @@ latency (last, p50, max), observations refused as too old, and the last inferenc
 """
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
@@ -22,14 +21,25 @@ from nsm.policy.base import ChunkPolicy
 from nsm.policy.lerobot_policy import LeRobotChunkPolicy
 from nsm.policy.runtime import AsyncChunkRuntime
 from nsm.ros import convert
-from nsm.ros.node_main import COMMANDS_QOS, ERROR, OK, SENSOR_QOS, WARN, declare, main_for, publish_diagnostics, rate_values
+from nsm.ros.node_main import (
+    COMMANDS_QOS,
+    ERROR,
+    OK,
+    SENSOR_QOS,
+    WARN,
+    ManagedNode,
+    declare,
+    main_for,
+    publish_diagnostics,
+    rate_values,
+)
 from nsm.settings import PolicySettings
 from nsm.sim.expert import PickPlaceExpert, WaypointExpert
 from nsm.sim.scene import SimScene
 from nsm.stats import RateMeter
 
 
-class PolicyNode(LifecycleNode):
+class PolicyNode(ManagedNode):
     """Managed: configure loads the model (or plans nothing yet: the experts), activate starts
     inference, deactivate stops it (no more chunks: the driver's queue runs dry and it holds),
     cleanup releases the model."""
@@ -54,58 +64,39 @@ class PolicyNode(LifecycleNode):
         self.create_timer(self.contract.period, self.tick)
         publish_diagnostics(self, self.report)
 
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
+    def configure(self) -> None:
         p = self.p
-        try:
-            if p.model_path:
-                self.policy = LeRobotChunkPolicy(p.model_path, p.backend, self.contract)
-                self.cameras = list(self.policy.features.cameras)
-            elif p.expert == "pick_place":
-                self.world = SimScene(self.contract)
-                self.policy = PickPlaceExpert(self.contract, self.world, p.chunk_size)
-                self.inputs.append(self.create_subscription(PoseStamped, "sim/cube_pose", self.on_cube_pose,
-                                                            COMMANDS_QOS))
-                self.rates["cube_pose"] = RateMeter()
-            else:
-                self.policy = WaypointExpert(self.contract, p.chunk_size)
-        except NsmError as exc:
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
+        if p.model_path:
+            self.policy = LeRobotChunkPolicy(p.model_path, p.backend, self.contract)
+            self.cameras = list(self.policy.features.cameras)
+        elif p.expert == "pick_place":
+            self.world = SimScene(self.contract)
+            self.policy = PickPlaceExpert(self.contract, self.world, p.chunk_size)
+            self.inputs.append(self.create_subscription(PoseStamped, "sim/cube_pose", self.on_cube_pose, COMMANDS_QOS))
+            self.rates["cube_pose"] = RateMeter()
+        else:
+            self.policy = WaypointExpert(self.contract, p.chunk_size)
         for cam in self.cameras:
             self.rates[cam] = RateMeter()
             self.inputs.append(self.create_subscription(Image, f"camera/{cam}/image_raw",
                                                         lambda m, c=cam: self.on_image(c, m), SENSOR_QOS))
         self.get_logger().info(f"policy {self.policy.name}, chunk {self.policy.chunk_size}")
-        return TransitionCallbackReturn.SUCCESS
 
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
+    def activate(self) -> None:
         p = self.p
         self.runtime = AsyncChunkRuntime(self.policy, len(self.names), p.threshold, max_obs_age=p.max_obs_age,
                                          on_chunk=self.publish_chunk, clock=self.now)
         self.t0 = None
         if self.world is None:
             self.runtime.start()  # the pick-place expert starts once the world's state has arrived (tick)
-        return super().on_activate(state)
 
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._stop_runtime()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _stop_runtime(self) -> None:
+    def deactivate(self) -> None:
         runtime, self.runtime = self.runtime, None
         if runtime is not None:
             runtime.stop()
 
-    def _release(self) -> None:
-        self._stop_runtime()
+    def release(self) -> None:
+        self.deactivate()
         for sub in self.inputs:
             self.destroy_subscription(sub)
         self.inputs, self.cameras, self.images = [], [], {}
@@ -173,10 +164,6 @@ class PolicyNode(LifecycleNode):
         if missing:
             return WARN, f"waiting for {', '.join(missing)}", values
         return OK, "ok", values
-
-    def destroy_node(self) -> None:
-        self._release()
-        super().destroy_node()
 
 
 main = main_for(PolicyNode)

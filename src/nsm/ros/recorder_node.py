@@ -13,7 +13,6 @@ writer queue depth; WARN while a recording stream runs below 80% of the contract
 from pathlib import Path
 
 import numpy as np
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 
@@ -25,12 +24,12 @@ from nsm.recording.episodes import next_episode_path
 from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
 from nsm.recording.mcap_writer import McapEpisodeWriter
 from nsm.ros import convert
-from nsm.ros.node_main import COMMANDS_QOS, OK, SENSOR_QOS, WARN, declare, main_for, publish_diagnostics, rate_values
+from nsm.ros.node_main import COMMANDS_QOS, OK, SENSOR_QOS, WARN, ManagedNode, declare, main_for, publish_diagnostics, rate_values
 from nsm.settings import RecorderSettings
 from nsm.stats import RateMeter
 
 
-class RecorderNode(LifecycleNode):
+class RecorderNode(ManagedNode):
     """Managed: configure checks the output folder (writable, or one error), activate accepts
     start_episode, deactivate closes an episode in progress, cleanup forgets the folder."""
 
@@ -87,34 +86,21 @@ class RecorderNode(LifecycleNode):
             writer.add_frame(frame)
         self.recorded.tick(self.now())
 
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
-        try:
-            prepare_out(self.out)
-        except NsmError as exc:
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
+    def configure(self) -> None:
+        prepare_out(self.out)
         self.configured = True
-        return TransitionCallbackReturn.SUCCESS
 
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
+    def activate(self) -> None:
         self.active = True
-        return super().on_activate(state)
 
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+    def deactivate(self) -> None:
         self.active = False
         self._close_all(self.writers)  # an episode in progress ends here, closed, not lost
         self.writers = []
-        return super().on_deactivate(state)
 
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+    def release(self) -> None:
+        self.deactivate()
         self.configured = False
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self.active = self.configured = False
-        self._close_all(self.writers)
-        self.writers = []
-        return TransitionCallbackReturn.SUCCESS
 
     def on_start(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         if not self.active:
@@ -181,11 +167,6 @@ class RecorderNode(LifecycleNode):
         if slow:
             return WARN, f"recording below {self.contract.fps:g} Hz: {', '.join(slow)}", values
         return OK, "recording", values
-
-    def destroy_node(self) -> None:
-        if self.writers:  # SIGINT while recording: the episode is closed, not lost
-            self._close_all(self.writers)
-        super().destroy_node()
 
 
 main = main_for(RecorderNode)
