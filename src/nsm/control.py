@@ -161,10 +161,6 @@ class ControlLoop:
             raise self.error
         return self
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def enable(self, on: bool) -> None:
         """Enable (resume from the present position) or disable (hold), at the next tick: the
         safety filter is only ever touched by the loop thread."""

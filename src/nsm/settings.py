@@ -25,6 +25,7 @@ from nsm.policy.action_queue import MERGE_MODES
 
 DEFAULT_DB_URL = "sqlite:///runs/telemetry.db"  # the embedded default: every robot-side command and node
 POLICY_BACKENDS = ("torch", "onnxruntime", "tensorrt")  # nsm.policy.backends implements each
+BAG_IMAGE_FORMATS = ("raw", "jpeg")  # nsm.recording.mcap_writer writes each
 ROBOT_HELP = "robot contract: config/robots/<robot>.yaml, or a path to one"
 
 
@@ -150,7 +151,7 @@ class RecorderSettings(NodeSettings):
         "auto", description="HDF5 images: auto (lzf for rendered sim images, none for cameras) | none (4.3x real time, "
                             "2 cameras) | lzf (0.9x for 2 USB cameras); bench/results/recording.json")
     bag: bool = Field(True, description="also write a rosbag2 MCAP bag per episode (ros2 bag, Foxglove)")
-    bag_images: Literal["raw", "jpeg"] = Field("jpeg", description="bag images: jpeg (CompressedImage, 4% of raw) | "
+    bag_images: Literal[BAG_IMAGE_FORMATS] = Field("jpeg", description="bag images: jpeg (CompressedImage, 4% of raw) | "
                                                                    "raw (Image)")
 
     @property

@@ -23,11 +23,11 @@ from nsm import image_codec
 from nsm.contract import RobotContract
 from nsm.errors import NsmError
 from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
+from nsm.settings import BAG_IMAGE_FORMATS
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
-IMAGE_FORMATS = ("raw", "jpeg")
 COMPRESSIONS = (None, "zstd")
 
 
@@ -36,8 +36,8 @@ class McapEpisodeWriter(BackgroundEpisodeWriter):
                  namespace: str = "/nsm", policy: str = "", queue_size: int = 256, image_format: str = "jpeg",
                  compression: str | None = None):
         super().__init__(queue_size)
-        if image_format not in IMAGE_FORMATS:
-            raise NsmError(f"unknown image format '{image_format}'; use one of {', '.join(IMAGE_FORMATS)}")
+        if image_format not in BAG_IMAGE_FORMATS:
+            raise NsmError(f"unknown image format '{image_format}'; use one of {', '.join(BAG_IMAGE_FORMATS)}")
         if compression not in COMPRESSIONS:
             raise NsmError(f"unknown bag compression '{compression}'; use one of {', '.join(map(str, COMPRESSIONS))}")
         self._jpeg = image_format == "jpeg"
