@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from helpers import free_port
 from nsm.contract import load_contract
 
 # launch_testing files need launch/launch_ros (not on PyPI): docker/Dockerfile.ros runs them
@@ -97,10 +98,7 @@ class TcpProxy:
 
     def __init__(self, target_host: str, target_port: int):
         self.target = (target_host, target_port)
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = free_port()
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -183,10 +181,7 @@ class PgServer:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = free_port()
         self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/nsm_test"
         self.start()
 

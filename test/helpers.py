@@ -1,7 +1,9 @@
-"""Helpers the tests share (one module, instead of tests importing each other): ROS 2 node
-processes started the way launch_ros starts them, an observing rclpy node, waiting with a
-deadline while watching the processes."""
+"""Helpers the tests share (one module, instead of tests importing each other): a free
+port, ROS 2 node processes started the way launch_ros starts them, an observing rclpy node
+(topics, diagnostics, services, lifecycle transitions), waiting with a deadline while
+watching the processes. The database fixtures live in conftest.py."""
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +17,13 @@ from nsm.bringup import NODE_PARAMS, NodeLaunch
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def start(executable, *params, env, cwd, namespace="/nsmtest"):

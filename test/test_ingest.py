@@ -3,7 +3,6 @@ the real PostgreSQL: auth, validation, verbatim storage, and a robot's writer th
 every row through a restart of the service."""
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from helpers import free_port
 from nsm.telemetry.db import connect
 from nsm.telemetry.writer import TelemetryWriter
 
@@ -22,10 +22,7 @@ TOKEN = "s3cret-token"
 
 class Service:
     def __init__(self, db_url, spool):
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "nsm.cli", "serve", "--db-url", db_url, "--token", TOKEN,
                      "--port", str(self.port), "--spool", str(spool)]
