@@ -128,6 +128,25 @@ def test_unknown_backend_and_missing_tensorrt_are_clear(act_dir):
             LeRobotChunkPolicy(act_dir.path, "tensorrt")
 
 
+def test_tensorrt_export_of_a_folder_without_onnx_exports_onnx_first(tmp_path):
+    """`nsm policy export DIR --format tensorrt` on a fresh folder makes the ONNX export the
+    engine is built from (README's Jetson step 3); here no TensorRT follows, which it says."""
+    import subprocess
+    import sys
+
+    d = init_act(tmp_path / "fresh", ["front"], 6, SIZE, chunk_size=10, small=True)
+    result = subprocess.run([sys.executable, "-m", "nsm.cli", "policy", "export", str(d.path), "--format", "tensorrt"],
+                            capture_output=True, text=True, timeout=300)
+    assert (d.path / "onnx" / "export.json").is_file() and (d.path / "onnx" / "model.onnx").is_file()
+    assert "has no ONNX export" not in result.stderr
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        assert result.returncode == 2 and "needs TensorRT" in result.stderr, result.stderr
+    else:
+        assert result.returncode == 0 and list((d.path / "tensorrt").glob("*.engine")), result.stderr
+
+
 def test_diffusion_runs_on_the_torch_backend(tmp_path):
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig

@@ -182,7 +182,7 @@ def policy_export(
     `MODEL/tensorrt/<trt>-<precision>-sm<arch>.engine` once, on the robot's GPU.
     """
     from nsm.policy.backends import build_engine
-    from nsm.policy.export import export_onnx
+    from nsm.policy.export import ensure_onnx_export, export_onnx
     from nsm.policy.model_dir import PolicyDir
 
     with one_line_errors():
@@ -190,6 +190,7 @@ def policy_export(
         if format == "onnx":
             path = export_onnx(d)
         elif format == "tensorrt":
+            ensure_onnx_export(d)  # the engine is built from the ONNX export: made here if missing
             path = build_engine(d, fp16)
         else:
             raise NsmError(f"unknown format '{format}'; use onnx or tensorrt")

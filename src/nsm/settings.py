@@ -130,7 +130,7 @@ class PolicySettings(NodeSettings):
     robot: str = Field("so101", description=ROBOT_HELP)
     model_path: str = Field("", description="LeRobot policy folder; \"\": the scripted `expert`")
     backend: Literal[POLICY_BACKENDS] = Field("onnxruntime", description="torch | onnxruntime | tensorrt "
-                                                                         "(onnxruntime/tensorrt: exported on first use)")
+                                                                         "(both need `nsm policy export` first)")
     expert: Literal["pick_place", "waypoint"] = Field(
         "pick_place", description="without model_path: pick_place (sim only: plans from sim/cube_pose) | waypoint (a "
                                   "fixed joint tour)")

@@ -44,10 +44,10 @@ class Evaluator:
     def __init__(self, model: Path, episodes: int, out: Path, seed: int = EVAL_SEED, backend: str = "onnxruntime",
                  seconds: float = 12.0, robot: str = "so101"):
         policy_dir = PolicyDir(model)
-        if backend == "onnxruntime" and not (model / "onnx" / "model.onnx").is_file():
-            from nsm.policy.export import export_onnx
+        if backend in ("onnxruntime", "tensorrt"):
+            from nsm.policy.export import ensure_onnx_export
 
-            export_onnx(policy_dir)  # the robot's default backend needs the export: make it once
+            ensure_onnx_export(policy_dir)  # the robot's default backend needs the export: make it once
         self.model, self.backend, self.out = model, backend, out
         # Demo builds the policy and checks its cameras and sizes against the contract
         self.demo = Demo(demo_config(robot=robot, camera=list(policy_dir.features.cameras), episodes=episodes,

@@ -97,6 +97,14 @@ def export_onnx(policy_dir: PolicyDir) -> Path:
     return path
 
 
+def ensure_onnx_export(policy_dir: PolicyDir) -> Path:
+    """The ONNX export, made first if the folder has none yet (what the onnxruntime backend
+    loads and TensorRT builds its engine from); a stale one is still refused by checked_onnx."""
+    if not (onnx_dir(policy_dir) / "export.json").is_file():
+        export_onnx(policy_dir)
+    return checked_onnx(policy_dir)
+
+
 def checked_onnx(policy_dir: PolicyDir) -> Path:
     """The exported model, after checking it was made from this directory as it is now."""
     meta_path = onnx_dir(policy_dir) / "export.json"
