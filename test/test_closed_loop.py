@@ -13,8 +13,13 @@ from nsm.policy.train import train_act
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return Collector(2, tmp_path_factory.mktemp("collect"), seed=0, videos=False).run().dataset
+def collection(tmp_path_factory):
+    return Collector(2, tmp_path_factory.mktemp("collect"), seed=0, videos=False).run()
+
+
+@pytest.fixture(scope="module")
+def dataset(collection):
+    return collection.dataset
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +43,52 @@ def test_training_leaves_a_policy_folder_nsm_loads_and_a_loss_curve(model, contr
     assert lines[0] == "step,loss" and [int(row.split(",")[0]) for row in lines[1:]] == [1, 2, 3, 4]
     assert all(0 < float(row.split(",")[1]) < 1e4 for row in lines[1:])  # LeRobot's logged loss, every step
     assert json.loads((training / "train.json").read_text())["steps"] == 4
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_training_and_robot_paths_give_the_model_the_same_inputs_and_get_the_same_actions(collection, model, backend):
+    """Train/serve parity on recorded frames: LeRobot's training path (the dataset as
+    lerobot-train made it from the saved train_config.json — ImageNet stats for the cameras
+    included — -> an item -> the preprocessor built from those stats -> ACT) and
+    nsm's robot path (the recorded camera frame and joint state -> LeRobotChunkPolicy on the
+    robot's backend) agree on every normalized tensor and on the actions. A skew in colour
+    order, scaling, normalization stats, camera order or state order fails here."""
+    import h5py
+    import lerobot.policies  # noqa: F401  registers the policy config types the train config names
+    import numpy as np
+    import torch
+    from lerobot.configs.train import TrainPipelineConfig
+    from lerobot.datasets.factory import make_dataset
+    from lerobot.policies.act.modeling_act import ACTPolicy
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from nsm.contract import Observation
+    from nsm.policy.export import ensure_onnx_export
+    from nsm.policy.lerobot_policy import LeRobotChunkPolicy
+
+    ds = make_dataset(TrainPipelineConfig.from_pretrained(model))
+    assert ds.root == collection.dataset
+    lerobot_policy = ACTPolicy.from_pretrained(model).eval()
+    pre, post = make_pre_post_processors(lerobot_policy.config, dataset_stats=ds.meta.stats)
+    if backend == "onnxruntime":
+        ensure_onnx_export(PolicyDir(model))
+    ours = LeRobotChunkPolicy(model, backend)
+    keys = ["observation.state", *(f"observation.images.{cam}" for cam in ours.features.cameras)]
+    with h5py.File(collection.kept[0]) as f:  # the dataset's first episode, as recorded on the robot's path
+        for t in (0, 120, 299):
+            item = ds[t]
+            assert int(item["episode_index"]) == 0 and int(item["frame_index"]) == t
+            trained = pre({k: item[k] for k in keys})
+            obs = Observation(t, 0.0, f["observations/qpos"][t],
+                              {cam: f[f"observations/images/{cam}"][t] for cam in ours.features.cameras})
+            served = ours.batch(obs)
+            for k in keys:
+                assert served[k].shape == trained[k].shape, k
+                assert torch.max(torch.abs(served[k] - trained[k])).item() <= 1e-5, k
+            with torch.no_grad():
+                expected = post(lerobot_policy.predict_action_chunk(trained))[0].numpy()
+            got = ours.predict_chunk(obs)
+            assert got.shape == expected.shape and np.max(np.abs(got - expected)) <= 1e-5, np.max(np.abs(got - expected))
 
 
 def test_evaluation_runs_the_model_through_the_runtime_and_reports(model, tmp_path):
