@@ -12,6 +12,13 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${NSM_VENV:-$root/.venv}
 extras=""
 apt_pkgs=(libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2)  # headless MuJoCo rendering (EGL)
+# FFmpeg's shared libraries: LeRobot's video decoder (torchcodec) loads them; without them every
+# dataset load prints a traceback and falls back to PyAV (slower). Debian 12's names:
+if [[ -r /etc/os-release ]] && grep -q '^VERSION_CODENAME=bookworm' /etc/os-release; then
+  apt_pkgs+=(libavutil57 libavcodec59 libavformat59 libavdevice59 libavfilter8 libswscale6 libswresample4)
+else
+  echo "[setup] note: install FFmpeg's shared libraries (e.g. apt-get install ffmpeg) so torchcodec can decode datasets" >&2
+fi
 if [[ "${1:-}" == "--test" ]]; then
   extras="[test]"
   apt_pkgs+=(postgresql shellcheck)  # a real database for the tests; shell script lint
