@@ -119,29 +119,42 @@ class Observer:
             recent = [(s, p) for s, p in self.states if s >= t]
         return np.array([s for s, _ in recent]), np.array([p for _, p in recent])
 
-    def call(self, srv_type, service: str, request, timeout: float = 30.0):
+    def call(self, srv_type, service: str, request, timeout: float = 30.0, attempts: int = 1):
+        """The service's answer. A request sent right after discovery can lose its response (the
+        server has not matched this client's response reader yet, a known DDS race): an
+        idempotent call may be sent again, `attempts` times within `timeout`."""
         client = self.node.create_client(srv_type, service)
         assert client.wait_for_service(timeout_sec=timeout), f"{service} not available"
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert future.done(), f"{service} did not answer"
-        return future.result()
+        for _ in range(attempts):
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout / attempts
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if future.done():
+                return future.result()
+        raise AssertionError(f"{service} did not answer")
 
-    def transition(self, node: str, transition: str, timeout: float = 120.0) -> bool:
+    def transition(self, node: str, transition: str, timeout: float = 60.0) -> bool:
         """Ask lifecycle node `node` (its name in this namespace) for `transition` (configure,
-        activate, deactivate, cleanup, shutdown) over lifecycle_msgs' change_state service."""
+        activate, deactivate, cleanup, unconfigured_shutdown) over lifecycle_msgs' change_state
+        service. A lost answer is settled by asking the node's state (the transition is not
+        sent twice)."""
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
         request = ChangeState.Request(transition=Transition(id=getattr(Transition, f"TRANSITION_{transition.upper()}")))
-        return self.call(ChangeState, f"{self.namespace}/{node}/change_state", request, timeout).success
+        try:
+            return self.call(ChangeState, f"{self.namespace}/{node}/change_state", request, timeout).success
+        except AssertionError:
+            goal = {"configure": "inactive", "activate": "active", "deactivate": "inactive",
+                    "cleanup": "unconfigured"}.get(transition, "finalized")
+            return self.state(node) == goal
 
     def state(self, node: str) -> str:
         from lifecycle_msgs.srv import GetState
 
-        return self.call(GetState, f"{self.namespace}/{node}/get_state", GetState.Request()).current_state.label
+        return self.call(GetState, f"{self.namespace}/{node}/get_state", GetState.Request(), 60.0,
+                         attempts=6).current_state.label
 
     def bring_up(self, nodes) -> None:
         """What bringup.launch.py does for each managed node of the plan: configure, then activate."""
