@@ -11,10 +11,13 @@ from nsm.errors import NsmError
 from nsm.policy.model_dir import PolicyDir
 from nsm.policy.train import train_act
 
+MODEL_SIZE = (96, 128)
+
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
-    return Collector(2, tmp_path_factory.mktemp("collect"), seed=0, videos=False).run()
+    # the model's input is 96x128, resized from the cameras' 240x320 (nsm.policy.image_input)
+    return Collector(2, tmp_path_factory.mktemp("collect"), seed=0, videos=False, image_size=MODEL_SIZE).run()
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +40,9 @@ def test_training_leaves_a_policy_folder_nsm_loads_and_a_loss_curve(model, contr
     d = PolicyDir(model)
     assert d.features.policy_type == "act" and d.features.chunk_size == 30
     assert set(d.features.cameras) == {c.name for c in contract.cameras}
+    # the model takes 96x128 and says it is made from the cameras' own size, by the recorded resize
+    assert set(d.features.cameras.values()) == {MODEL_SIZE}
+    assert d.features.camera_sizes == {c.name: (c.height, c.width) for c in contract.cameras}
     training = model / "training"
     assert (training / "loss.png").stat().st_size > 1000
     lines = (training / "loss.csv").read_text().splitlines()
@@ -47,12 +53,14 @@ def test_training_leaves_a_policy_folder_nsm_loads_and_a_loss_curve(model, contr
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_training_and_robot_paths_give_the_model_the_same_inputs_and_get_the_same_actions(collection, model, backend):
-    """Train/serve parity on recorded frames: LeRobot's training path (the dataset as
+    """Train/serve parity on recorded frames, with the model's input (96x128) smaller than the
+    cameras' (240x320): LeRobot's training path (the dataset as
     lerobot-train made it from the saved train_config.json — ImageNet stats for the cameras
     included — -> an item -> the preprocessor built from those stats -> ACT) and
     nsm's robot path (the recorded camera frame and joint state -> LeRobotChunkPolicy on the
     robot's backend) agree on every normalized tensor and on the actions. A skew in colour
-    order, scaling, normalization stats, camera order or state order fails here."""
+    order, resize, scaling, normalization stats, camera order or state order fails here, and a
+    frame of another size than the camera's is refused."""
     import h5py
     import lerobot.policies  # noqa: F401  registers the policy config types the train config names
     import numpy as np
@@ -89,6 +97,10 @@ def test_training_and_robot_paths_give_the_model_the_same_inputs_and_get_the_sam
                 expected = post(lerobot_policy.predict_action_chunk(trained))[0].numpy()
             got = ours.predict_chunk(obs)
             assert got.shape == expected.shape and np.max(np.abs(got - expected)) <= 1e-5, np.max(np.abs(got - expected))
+    small = {cam: ds[0][f"observation.images.{cam}"] for cam in ours.features.cameras}  # already the model's size
+    with pytest.raises(NsmError, match=r"policy expects \(240, 320, 3\) uint8"):
+        ours.batch(Observation(0, 0.0, obs.state, {c: (im.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+                                                  for c, im in small.items()}))
 
 
 def test_evaluation_runs_the_model_through_the_runtime_and_reports(model, tmp_path):

@@ -229,3 +229,32 @@ def test_cli_policy_commands(tmp_path):
         pushed = nsm("push", str(tmp_path / "p"), "me/so101-act", **env)  # port 9 on localhost: nothing listens
         assert pushed.returncode == 2 and message in pushed.stderr, pushed.stderr
         assert len([line for line in pushed.stderr.splitlines() if line.strip()]) == 1
+
+
+def test_a_policy_folder_records_its_resize_and_refuses_another(tmp_path, contract):
+    """nsm_image_input.json: the model's input is made from the cameras' size by one resize;
+    a folder that says otherwise (other sizes, another method) is refused before it runs."""
+    import json
+
+    from nsm.policy.image_input import FILE, ImageInput, to_model_size
+    from nsm.policy.model_dir import PolicyDir
+
+    d = init_act(tmp_path / "act", ["front"], 6, (96, 128), chunk_size=10, small=True)
+    ImageInput({"front": (240, 320)}, (96, 128)).write(d.path)
+    features = PolicyDir(d.path).features
+    assert features.cameras == {"front": (96, 128)} and features.camera_sizes == {"front": (240, 320)}
+    features.check_against(contract)  # the contract's front camera is 240x320: it fits
+    frame = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    small = to_model_size(frame, (96, 128))
+    assert small.shape == (96, 128, 3) and small.dtype == np.uint8 and to_model_size(small, (96, 128)) is small
+    policy = LeRobotChunkPolicy(d.path, "torch", contract)
+    batch = policy.batch(Observation(0, 0.0, np.zeros(6), {"front": frame}))
+    assert tuple(batch["observation.images.front"].shape) == (1, 3, 96, 128)
+    (d.path / FILE).write_text(json.dumps({"camera_sizes": {"front": [240, 320]}, "model_size": [120, 160],
+                                           "method": "cv2.resize INTER_AREA"}))
+    with pytest.raises(NsmError, match="config.json takes"):
+        PolicyDir(d.path)
+    (d.path / FILE).write_text(json.dumps({"camera_sizes": {"front": [240, 320]}, "model_size": [96, 128],
+                                           "method": "PIL bilinear"}))
+    with pytest.raises(NsmError, match="resized with 'PIL bilinear'"):
+        PolicyDir(d.path)

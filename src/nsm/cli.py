@@ -318,6 +318,10 @@ def sim_collect(
     repo_id: Annotated[str, typer.Option(help="Name the LeRobotDataset is known by (nothing is "
                                               "uploaded).")] = "local/nsm_sim_pick_place",
     videos: Annotated[bool, typer.Option(help="Store cameras as MP4 video (LeRobot's default) instead of PNG frames.")] = True,
+    image_size: Annotated[str | None, typer.Option(help="HEIGHTxWIDTH of the dataset's images, e.g. 96x128: the model's "
+                                                        "input, resized from the cameras' frames by the one function the "
+                                                        "robot's runtime uses too (recorded with the dataset and the model). "
+                                                        "Default: the cameras' size.")] = None,
 ) -> None:
     """Record scripted expert demonstrations in simulation and convert them for training.
 
@@ -329,7 +333,8 @@ def sim_collect(
     from nsm.app.collect import Collector
 
     with one_line_errors():
-        collector = Collector(episodes, out, seed, cameras=camera or None, repo_id=repo_id, videos=videos)
+        collector = Collector(episodes, out, seed, cameras=camera or None, repo_id=repo_id, videos=videos,
+                              image_size=_image_size(image_size) if image_size else None)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             steps = progress.add_task("record", total=collector.total_steps)
@@ -580,6 +585,10 @@ def dataset_convert(
     repo_id: Annotated[str, typer.Option(help="Dataset name LeRobot knows it by (nothing is uploaded).")] = "local/nsm",
     task: Annotated[str, typer.Option(help="Task description stored with every frame.")] = "pick up the cube",
     videos: Annotated[bool, typer.Option(help="Store cameras as MP4 video (LeRobot's default) instead of PNG frames.")] = True,
+    image_size: Annotated[str | None, typer.Option(help="HEIGHTxWIDTH of the dataset's images, e.g. 96x128: the model's "
+                                                        "input, resized from the cameras' frames by the one function the "
+                                                        "robot's runtime uses too (recorded with the dataset and the model). "
+                                                        "Default: the cameras' size.")] = None,
 ) -> None:
     """Convert HDF5 episodes into a LeRobotDataset (v3) with LeRobot's own API, for training.
 
@@ -595,7 +604,8 @@ def dataset_convert(
         with Progress(TextColumn("[bold]convert"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task_id = progress.add_task("convert", total=total)
-            hdf5_to_lerobot(episodes, out, repo_id, task, videos, on_frame=lambda: progress.advance(task_id))
+            hdf5_to_lerobot(episodes, out, repo_id, task, videos, on_frame=lambda: progress.advance(task_id),
+                            image_size=_image_size(image_size) if image_size else None)
     Console().print(f"LeRobotDataset {repo_id} with {len(episodes)} episodes, {total} frames in {out}")
 
 

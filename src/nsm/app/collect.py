@@ -29,11 +29,14 @@ class Collector:
     """Checks every input when built (nothing moves on bad input); `run()` records and converts."""
 
     def __init__(self, episodes: int, out: Path, seed: int = 0, robot: str = "so101", cameras: list[str] | None = None,
-                 repo_id: str = "local/nsm_sim_pick_place", videos: bool = True):
+                 repo_id: str = "local/nsm_sim_pick_place", videos: bool = True,
+                 image_size: tuple[int, int] | None = None):
+        """`image_size` (height, width): the dataset's images at that size (the model's input),
+        resized by nsm.policy.image_input; the HDF5 episodes keep the cameras' own size."""
         self.dataset = out / "lerobot"
         if self.dataset.exists():
             raise NsmError(f"{self.dataset} already exists; collect into a new --out folder")
-        self.repo_id, self.videos = repo_id, videos
+        self.repo_id, self.videos, self.image_size = repo_id, videos, image_size
         contract_cameras = cameras or [c.name for c in load_contract(robot).cameras]
         self.demo = Demo(demo_config(robot=robot, camera=contract_cameras, episodes=episodes, seconds=EPISODE_SECONDS,
                                      out=out / "episodes", seed=seed, db_url=f"sqlite:///{out / 'telemetry.db'}",
@@ -50,5 +53,5 @@ class Collector:
         if not kept:
             raise NsmError(f"the expert succeeded in none of the {len(summary.episodes)} episodes (kept in "
                            f"{self.demo.out}); no dataset written")
-        hdf5_to_lerobot(kept, self.dataset, self.repo_id, TASK, self.videos, on_frame)
+        hdf5_to_lerobot(kept, self.dataset, self.repo_id, TASK, self.videos, on_frame, self.image_size)
         return Collection(summary, self.dataset, kept)

@@ -1,6 +1,7 @@
 """A LeRobot policy directory as an nsm ChunkPolicy, on any backend.
 
-predict_chunk(obs): check the observation -> uint8 HWC images to float CHW in [0, 1]
+predict_chunk(obs): check the observation -> the model's image size (nsm.policy.image_input,
+the resize its training data had) -> uint8 HWC images to float CHW in [0, 1]
 (what LeRobot's env wrappers feed) -> LeRobot's preprocessor (batch dim, normalization)
 -> backend -> LeRobot's postprocessor (unnormalize) -> (chunk, n) numpy. Only the backend
 step differs between torch, onnxruntime and tensorrt.
@@ -10,6 +11,7 @@ import numpy as np
 from nsm.contract import Observation, RobotContract
 from nsm.errors import NsmError
 from nsm.policy.backends import make_backend
+from nsm.policy.image_input import to_model_size
 from nsm.policy.model_dir import IMAGE_PREFIX, STATE_KEY, PolicyDir
 
 
@@ -37,12 +39,14 @@ class LeRobotChunkPolicy:
         if not np.all(np.isfinite(state)):
             raise NsmError(f"state contains NaN/Inf: {state.tolist()}")
         frame = {STATE_KEY: torch.from_numpy(state)}
-        for name, (h, w) in f.cameras.items():
+        for name, size in f.cameras.items():
             image = obs.images.get(name)
             if image is None:
                 raise NsmError(f"policy needs camera '{name}', observation has {', '.join(obs.images) or 'no cameras'}")
+            h, w = f.camera_sizes[name]
             if image.shape != (h, w, 3) or image.dtype != np.uint8:
                 raise NsmError(f"camera '{name}': policy expects ({h}, {w}, 3) uint8 RGB, got {image.shape} {image.dtype}")
+            image = np.ascontiguousarray(to_model_size(image, size))  # the resize the training data had, if any
             frame[f"{IMAGE_PREFIX}{name}"] = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
         return self.pre(frame)
 

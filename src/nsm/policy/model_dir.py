@@ -14,6 +14,8 @@ from pathlib import Path
 
 from nsm.contract import RobotContract
 from nsm.errors import NsmError
+from nsm.policy.image_input import FILE as IMAGE_INPUT_FILE
+from nsm.policy.image_input import ImageInput
 
 REQUIRED = ("config.json", "model.safetensors", "policy_preprocessor.json", "policy_postprocessor.json")
 STATE_KEY = "observation.state"
@@ -27,9 +29,10 @@ class PolicyFeatures:
 
     policy_type: str
     state_dim: int
-    cameras: dict[str, tuple[int, int]]  # name -> (height, width), in the model's camera order
+    cameras: dict[str, tuple[int, int]]  # name -> (height, width) the model takes, in its camera order
     action_dim: int
     chunk_size: int
+    camera_sizes: dict[str, tuple[int, int]]  # name -> (height, width) the camera must give (nsm_image_input.json)
 
     def check_against(self, contract: RobotContract, cameras: list[str] | None = None) -> None:
         """The model must fit the robot: joint count, and every camera it needs, at its size."""
@@ -38,7 +41,7 @@ class PolicyFeatures:
             raise NsmError(f"policy expects state {self.state_dim} / action {self.action_dim} values, robot "
                            f"{contract.robot} has {n} joints; use a policy trained for this robot")
         available = cameras if cameras is not None else [c.name for c in contract.cameras]
-        for name, (h, w) in self.cameras.items():
+        for name, (h, w) in self.camera_sizes.items():
             if name not in available:
                 raise NsmError(f"policy needs camera '{name}', robot offers {', '.join(available) or 'none'}; "
                                f"add camera '{name}' or use a policy trained for these cameras")
@@ -70,7 +73,15 @@ class PolicyDir:
         kind = self.config.get("type", "unknown")
         # ACT's predict_action_chunk returns chunk_size rows; Diffusion's returns n_action_steps.
         chunk = self.config["chunk_size"] if kind == "act" else self.config.get("n_action_steps", 1)
-        return PolicyFeatures(kind, inputs[STATE_KEY]["shape"][0], cameras, outputs[ACTION_KEY]["shape"][0], int(chunk))
+        camera_sizes = dict(cameras)
+        resized = ImageInput.read(self.path)
+        if resized is not None:
+            if set(resized.camera_sizes) != set(cameras) or any(s != resized.model_size for s in cameras.values()):
+                raise NsmError(f"{self.path / IMAGE_INPUT_FILE} says {resized.model_size} from cameras "
+                               f"{sorted(resized.camera_sizes)}, config.json takes {cameras}; train the model again")
+            camera_sizes = dict(resized.camera_sizes)
+        return PolicyFeatures(kind, inputs[STATE_KEY]["shape"][0], cameras, outputs[ACTION_KEY]["shape"][0], int(chunk),
+                              camera_sizes)
 
     def stats_hash(self) -> str:
         """Hash of the weights' config and the normalization stats: an export made from other

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from nsm.contract import RobotContract, load_contract
 from nsm.errors import NsmError
+from nsm.policy.image_input import FILE as IMAGE_INPUT_FILE
+from nsm.policy.image_input import ImageInput
 from nsm.policy.init import SMALL
 from nsm.policy.model_dir import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
 
@@ -66,9 +68,12 @@ def dataset_features(root: Path, repo_id: str, contract: RobotContract | None = 
         if names != contract.joint_names:
             raise NsmError(f"dataset {root} has joints {names}, robot {contract.robot} has {contract.joint_names}; "
                            "train on episodes of this robot or pass its --robot")
+        resized = ImageInput.read(root / "meta")  # the cameras' own sizes, when the dataset was downscaled
         for key, feature in meta.features.items():
             if key.startswith(IMAGE_PREFIX):
                 cam, (h, w) = key.removeprefix(IMAGE_PREFIX), tuple(feature["shape"][:2])
+                if resized is not None:
+                    h, w = resized.camera_sizes[cam]
                 spec = contract.camera(cam)  # an unknown camera is an error naming the known ones
                 if (h, w) != (spec.height, spec.width):
                     raise NsmError(f"dataset {root}: camera {cam} is {w}x{h}, robot {contract.robot}'s is "
@@ -139,6 +144,8 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
     trained = run_dir / "checkpoints" / "last" / "pretrained_model"
     for item in trained.iterdir():
         shutil.copy2(item, out / item.name)
+    if (dataset / "meta" / IMAGE_INPUT_FILE).is_file():  # the model takes the dataset's resize with it
+        shutil.copy2(dataset / "meta" / IMAGE_INPUT_FILE, out / IMAGE_INPUT_FILE)
     result = TrainResult(out, steps, seconds, losses[-1][1] if losses else float("nan"), device,
                          meta.total_episodes, meta.total_frames)
     _write_curve(losses, run_dir)

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from nsm.errors import NsmError
+from nsm.policy.image_input import ImageInput, to_model_size
 from nsm.recording.episodes import frame_count
 
 
@@ -34,8 +35,9 @@ def _quiet_encoders() -> None:
 
 
 def hdf5_to_lerobot(episodes: list[Path], root: Path, repo_id: str, task: str, use_videos: bool = True,
-                    on_frame: Callable[[], None] | None = None) -> Path:
-    """Convert `episodes` (episode_<n>.hdf5 files) into a new LeRobotDataset at `root`."""
+                    on_frame: Callable[[], None] | None = None, image_size: tuple[int, int] | None = None) -> Path:
+    """Convert `episodes` (episode_<n>.hdf5 files) into a new LeRobotDataset at `root`;
+    `image_size` (height, width): store every camera at that size (nsm.policy.image_input)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     _quiet_encoders()
@@ -52,7 +54,8 @@ def hdf5_to_lerobot(episodes: list[Path], root: Path, repo_id: str, task: str, u
     n = len(layout["joints"])
     features = {"observation.state": {"dtype": "float32", "shape": (n,), "names": layout["joints"]},
                 "action": {"dtype": "float32", "shape": (n,), "names": layout["joints"]}}
-    for cam, shape in layout["cameras"].items():
+    stored = {cam: (*image_size, 3) if image_size else shape for cam, shape in layout["cameras"].items()}
+    for cam, shape in stored.items():
         features[f"observation.images.{cam}"] = {"dtype": "video" if use_videos else "image", "shape": shape,
                                                  "names": ["height", "width", "channels"]}
     dataset = LeRobotDataset.create(repo_id, fps=int(round(layout["fps"])), features=features, root=root,
@@ -63,11 +66,13 @@ def hdf5_to_lerobot(episodes: list[Path], root: Path, repo_id: str, task: str, u
             qpos, action = f["observations/qpos"][:frames].astype(np.float32), f["action"][:frames].astype(np.float32)
             for t in range(frames):
                 frame = {"observation.state": qpos[t], "action": action[t], "task": task}
-                for cam in layout["cameras"]:
-                    frame[f"observation.images.{cam}"] = f[f"observations/images/{cam}"][t]
+                for cam, shape in stored.items():
+                    frame[f"observation.images.{cam}"] = to_model_size(f[f"observations/images/{cam}"][t], shape[:2])
                 dataset.add_frame(frame)
                 if on_frame is not None:
                     on_frame()
         dataset.save_episode()
     dataset.finalize()
+    if image_size:
+        ImageInput({cam: shape[:2] for cam, shape in layout["cameras"].items()}, tuple(image_size)).write(root / "meta")
     return root
