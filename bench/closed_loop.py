@@ -1,32 +1,55 @@
-"""The closed loop, measured: expert demos -> LeRobotDataset -> ACT (LeRobot's training) ->
-evaluation through the robot's runtime, on held-out seeds, via torch and via ONNX Runtime.
+"""The closed loop, measured: expert demos -> LeRobotDataset -> ACT (LeRobot's training, nsm's
+default CPU recipe) -> evaluation through the robot's runtime on held-out seeds.
 
-    .venv/bin/python bench/closed_loop.py [--demos 50] [--steps 3000] [--eval 20] [--work runs/closed_loop]
+    .venv/bin/python bench/closed_loop.py [--demos 50] [--eval 20] [--work runs/closed_loop] [--ros]
 
-Each stage reuses what an earlier run left in --work (the dataset, the trained model), so a
-long run can be continued. Published anchors for the same kind of task: ACT 90% on sim
-transfer-cube from 50 scripted demos (ACT repository README); LeRobot's ACT 87.6% on aloha
-transfer-cube (its model card).
+Stages, each reusing what an earlier run left in --work (so a long run can be continued):
+1. `nsm sim collect` (96x128 model input, the default) and `nsm train` (default preset);
+   the loss curve from lerobot-train's log.
+2. Success vs training steps: every saved checkpoint on ONNX Runtime fp32, the same seeds.
+3. The final model as the robot can run it — LeRobot's own `predict_action_chunk` (nsm's
+   torch backend calls it), ONNX Runtime fp32, ONNX Runtime int8 (static quantization
+   calibrated on the recorded episodes) — success rate on the same seeds, and latency side
+   by side in one run on recorded frames.
+4. `--ros`: the final model through the bringup graph as processes (nsm.ros.evaluate).
+
+Published anchors for the same kind of task: ACT 90% on sim transfer-cube from 50 scripted
+demos (ACT repository README); LeRobot's ACT 87.6% on aloha transfer-cube (its model card).
 """
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 from nsm.app.collect import Collector  # noqa: E402
 from nsm.app.evaluate import EVAL_SEED, Evaluator  # noqa: E402
 from nsm.arm.safety import SafetyFilter  # noqa: E402
-from nsm.contract import load_contract  # noqa: E402
+from nsm.contract import Observation, load_contract  # noqa: E402
+from nsm.policy.image_input import FILE as IMAGE_INPUT_FILE  # noqa: E402
+from nsm.policy.image_input import to_model_size  # noqa: E402
+from nsm.policy.lerobot_policy import LeRobotChunkPolicy  # noqa: E402
+from nsm.policy.model_dir import PolicyDir  # noqa: E402
+from nsm.recording.episodes import episode_files, sampled_observations  # noqa: E402
 from nsm.sim.expert import PickPlaceExpert  # noqa: E402
 from nsm.sim.scene import SimScene  # noqa: E402
 from nsm.stats import wilson_interval  # noqa: E402
+from policy_latency import lerobot_call, stats  # noqa: E402
 
 ANCHORS = {"ACT, sim transfer-cube, 50 scripted demos (ACT repository README)": 0.90,
            "LeRobot ACT, aloha transfer-cube (model card)": 0.876}
+LEROBOT = "lerobot predict_action_chunk (torch)"
+
+
+def rate(wins: int, n: int) -> dict:
+    return {"successes": wins, "episodes": n, "success_rate": wins / n,
+            "wilson95": [round(v, 3) for v in wilson_interval(wins, n)]}
 
 
 def expert_on(seeds: range) -> dict:
@@ -41,18 +64,69 @@ def expert_on(seeds: range) -> dict:
         for step, row in enumerate(expert.plan):
             scene.step(safety.filter(row, step * contract.period))
         wins += scene.success()
-    return {"successes": wins, "episodes": len(seeds), "success_rate": wins / len(seeds),
-            "wilson95": [round(v, 3) for v in wilson_interval(wins, len(seeds))]}
+    return rate(wins, len(seeds))
+
+
+def evaluate(model: Path, backend: str, episodes: int, out: Path) -> dict:
+    """`nsm eval` (cached in out/eval.json)."""
+    if (out / "eval.json").is_file():
+        return json.loads((out / "eval.json").read_text())
+    shutil.rmtree(out, ignore_errors=True)
+    e = asdict(Evaluator(model, episodes, out, backend=backend).run())
+    print(f"{model.name} {backend}: {e['successes']}/{e['episodes']} Wilson {e['wilson95']}", flush=True)
+    return e
+
+
+def checkpoints(model: Path) -> list[tuple[int, Path]]:
+    """(step, policy folder) of every checkpoint lerobot-train saved, made loadable by nsm (the resize sidecar)."""
+    found = []
+    final = json.loads((model / "training" / "train.json").read_text())["steps"]
+    for ckpt in sorted((model / "training" / "checkpoints").glob("[0-9]*"), key=lambda p: int(p.name)):
+        if int(ckpt.name) == final:
+            found.append((final, model))  # the last checkpoint is the model itself
+            continue
+        folder = model.parent / f"{model.name}-step{int(ckpt.name)}"
+        if not folder.exists():
+            shutil.copytree(ckpt / "pretrained_model", folder)
+            if (model / IMAGE_INPUT_FILE).is_file():
+                shutil.copy2(model / IMAGE_INPUT_FILE, folder / IMAGE_INPUT_FILE)
+        found.append((int(ckpt.name), folder))
+    return found
+
+
+def latency(model: Path, episodes: Path, calls: int) -> dict:
+    """p50 per call on recorded frames, the variants interleaved (same machine state for each)."""
+    sizes = PolicyDir(model).features.cameras
+    lerobot = lerobot_call(model)
+    variants = {LEROBOT: lambda obs: lerobot(Observation(0, 0.0, obs.state, {c: to_model_size(im, sizes[c])
+                                                                             for c, im in obs.images.items()})),
+                **{f"nsm {b}": LeRobotChunkPolicy(model, b, threads=2).predict_chunk
+                   for b in ("torch", "onnxruntime", "onnxruntime-int8")}}
+    frames = [Observation(0, 0.0, s, im) for path in episode_files(episodes)[:5] for s, im in sampled_observations(path, 20)]
+    times = {name: [] for name in variants}
+    for i in range(3 + calls):
+        obs = frames[i % len(frames)]
+        for name, call in variants.items():
+            started = time.perf_counter()
+            call(obs)
+            if i >= 3:
+                times[name].append(1e3 * (time.perf_counter() - started))
+    out = {name: stats(ms) for name, ms in times.items()}
+    for name in out:
+        out[name]["speedup_vs_lerobot_p50"] = round(out[LEROBOT]["p50_ms"] / out[name]["p50_ms"], 2)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demos", type=int, default=50)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     parser.add_argument("--eval", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=100, help="latency: calls per variant")
     parser.add_argument("--work", type=Path, default=Path("runs/closed_loop"))
+    parser.add_argument("--ros", action="store_true", help="also evaluate through the bringup graph as processes")
     args = parser.parse_args()
+    from nsm.policy.quantize import quantize_int8
     from nsm.policy.train import train_act
 
     collect_dir, model = args.work / "collect", args.work / "act"
@@ -60,25 +134,47 @@ def main() -> None:
     info = collect_dir / "lerobot" / "meta" / "info.json"
     if not info.exists():
         started = time.monotonic()
-        c = Collector(args.demos, collect_dir).run()
-        results["collection"] = {"episodes": len(c.summary.episodes), "successful": len(c.kept),
-                                 "seconds": round(time.monotonic() - started, 1)}
-        print(f"collected {len(c.kept)}/{len(c.summary.episodes)} successful demos")
+        c = Collector(args.demos, collect_dir, image_size=(96, 128)).run()
+        (args.work / "collection.json").write_text(json.dumps(
+            {"episodes": len(c.summary.episodes), "successful": len(c.kept), "seconds": round(time.monotonic() - started, 1)}))
+    if (args.work / "collection.json").is_file():
+        results["collection"] = json.loads((args.work / "collection.json").read_text())
     meta = json.loads(info.read_text())
     results["dataset"] = {"episodes": meta["total_episodes"], "frames": meta["total_frames"], "fps": meta["fps"],
-                          "seeds": f"0..{meta['total_episodes'] - 1}"}
+                          "seeds": f"0..{meta['total_episodes'] - 1}",
+                          "image_input": json.loads((collect_dir / "lerobot" / "meta" / IMAGE_INPUT_FILE).read_text())}
     if not (model / "model.safetensors").exists():
-        train_act(collect_dir / "lerobot", model, steps=args.steps, batch_size=args.batch_size,
+        train_act(collect_dir / "lerobot", model, steps=args.steps,
                   on_progress=lambda s, n, loss: print(f"\rtrain step {s}/{n} loss {loss:.3f}", end="", flush=True))
         print()
     results["training"] = json.loads((model / "training" / "train.json").read_text())
+    curve = np.loadtxt(model / "training" / "loss.csv", delimiter=",", skiprows=1, ndmin=2)
+    results["training"]["loss_curve"] = [[int(s), round(float(v), 4)] for s, v in curve]
     seeds = range(EVAL_SEED, EVAL_SEED + args.eval)
+    results["eval_seeds"] = f"{seeds.start}..{seeds.stop - 1}"
     results["expert_on_eval_seeds"] = expert_on(seeds)
-    results["policy"] = {}
-    for backend in ("torch", "onnxruntime"):
-        e = Evaluator(model, args.eval, args.work / f"eval-{backend}", backend=backend).run()
-        results["policy"][backend] = asdict(e)
-        print(f"{backend}: {e.successes}/{e.episodes} ({100 * e.success_rate:.0f}%), Wilson {e.wilson95}")
+
+    results["success_vs_steps"] = {}
+    for step, folder in checkpoints(model):
+        out = args.work / ("eval-onnxruntime" if folder == model else f"eval-step{step}")
+        e = evaluate(folder, "onnxruntime", args.eval, out)
+        results["success_vs_steps"][step] = {k: e[k] for k in ("successes", "episodes", "success_rate", "wilson95")}
+
+    episodes = collect_dir / "episodes"
+    if not (model / "onnx" / "int8.json").is_file():
+        quantize_int8(PolicyDir(model), episodes)
+    # torch (LeRobot's own call) is the same network within 1e-5 (the parity test): its speed is
+    # compared below, its success rate would repeat ONNX Runtime's
+    results["policy"] = {b: evaluate(model, b, args.eval, args.work / f"eval-{b}") for b in ("onnxruntime", "onnxruntime-int8")}
+    results["latency_on_recorded_frames"] = latency(model, episodes, args.calls)
+    if args.ros:
+        from nsm.ros.evaluate import evaluate_nodes
+
+        out = args.work / "eval-nodes"
+        cached = out / "eval_nodes.json"
+        results["through_nodes"] = (json.loads(cached.read_text()) if cached.is_file() else
+                                    evaluate_nodes(model, args.eval, out, seeds.start))
+    print(json.dumps({k: results[k] for k in ("success_vs_steps", "latency_on_recorded_frames")}, indent=1))
     print(f"wrote {write_result('closed_loop', results)}")
 
 

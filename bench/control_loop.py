@@ -19,7 +19,6 @@ is a period over 1.5x the target (a control slot without a tick). The first case
 """
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -100,80 +99,37 @@ def run_case(case: dict, seconds: float, video: Path) -> dict:
 
 def deployed(seconds: float, loop: str, model: Path, dsn: str, folder: Path) -> dict:
     """The bringup graph as processes; the driver's tick stamps seen by this process's subscriber."""
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
     from sensor_msgs.msg import JointState
     from std_srvs.srv import Trigger
 
+    from nsm.ros.graph import Graph
     from nsm.ros.node_main import COMMANDS_QOS
 
-    ns, period = "/nsmbench", load_contract("so101").period
-    nodes = plan(namespace=ns, cameras="front,wrist", model_path=str(model), db_url=dsn, robot_id=f"bench-{loop}")
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    procs = []
-    for node in nodes:
-        if node.executable == "arm_driver_node":
-            node = replace(node, overrides={**node.overrides, "loop": loop})
-        procs.append(subprocess.Popen(node.command(ns, folder), env=env, cwd=folder, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.STDOUT))
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("bench_observer", namespace=ns, context=context)
+    ns = "/nsmbench"
+    nodes = [replace(n, overrides={**n.overrides, "loop": loop}) if n.executable == "arm_driver_node" else n
+             for n in plan(namespace=ns, cameras="front,wrist", model_path=str(model), db_url=dsn, robot_id=f"bench-{loop}")]
     stamps, diagnostics, recording = [], {}, False
-    node.create_subscription(JointState, "joint_states",
-                             lambda m: recording and stamps.append(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec),
-                             COMMANDS_QOS)
-    node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda m: diagnostics.update({s.name: {kv.key: kv.value for kv in s.values} for s in m.status}),
-                             COMMANDS_QOS)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-
-    def spin_until(condition, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise RuntimeError(f"the graph did not come up ({loop}): exit codes {[p.poll() for p in procs]}")
-            executor.spin_once(timeout_sec=0.1)
-
-    def call(service: str, srv_type=Trigger, request=None):
-        client = node.create_client(srv_type, f"{ns}/{service}")
-        spin_until(client.service_is_ready, 60)
-        future = client.call_async(request or srv_type.Request())
-        spin_until(future.done, 120)
-        return future.result()
-
-    try:
+    with Graph(nodes, ns, folder, client="bench_observer") as g:
+        g.subscribe(JointState, "joint_states",
+                    lambda m: recording and stamps.append(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec), COMMANDS_QOS)
+        g.subscribe(DiagnosticArray, "/diagnostics",
+                    lambda m: diagnostics.update({s.name: {kv.key: kv.value for kv in s.values} for s in m.status}),
+                    COMMANDS_QOS)
         for managed in (n for n in nodes if n.managed):  # what bringup.launch.py does: configure, then activate
-            for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-                if not call(f"{managed.name}/change_state", ChangeState,
-                            ChangeState.Request(transition=Transition(id=transition))).success:
-                    raise RuntimeError(f"{managed.name}: transition {transition} failed")
+            g.transition(managed.name, "configure", "activate")
         policy = f"{ns}/policy_node"
-        spin_until(lambda: int(diagnostics.get(policy, {}).get("chunks_count", 0)) > 0, 300)  # cameras -> ACT -> chunks
-        episode = call("recorder/start_episode").message
+        g.spin_until(lambda: int(diagnostics.get(policy, {}).get("chunks_count", 0)) > 0, 300,
+                     "the first chunk (cameras -> ACT -> chunks)")
+        episode = g.call("recorder/start_episode", Trigger).message
         recording = True
-        started = time.monotonic()
-        spin_until(lambda: time.monotonic() >= started + seconds, seconds + 5)
+        g.spin_for(seconds)
         recording = False
-        audit = call("recorder/stop_episode").message
+        audit = g.call("recorder/stop_episode", Trigger).message
         driver = diagnostics.get(f"{ns}/arm_driver_node", {})
         inference = diagnostics.get(policy, {})
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
     periods = 1e3 * np.diff(np.array(stamps))
-    return timing(periods, 1e3 * period) | {
+    return timing(periods, 1e3 * load_contract("so101").period) | {
         "loop": loop, "episode": episode, "recorder_audit": audit.split("; ")[-1],
         "driver_missed_slots": driver.get("missed_slots"), "driver_loop_hz": driver.get("loop_hz"),
         "policy_inference_ms_p50": float(inference.get("inference_ms_p50", "nan")),

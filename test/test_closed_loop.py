@@ -74,7 +74,10 @@ def test_training_and_robot_paths_give_the_model_the_same_inputs_and_get_the_sam
     from nsm.policy.export import ensure_onnx_export
     from nsm.policy.lerobot_policy import LeRobotChunkPolicy
 
-    ds = make_dataset(TrainPipelineConfig.from_pretrained(model))
+    cfg = TrainPipelineConfig.from_pretrained(model)
+    assert cfg.dataset.image_transforms.enable  # the recipe's random shift: training-time only, so left out here
+    cfg.dataset.image_transforms.enable = False
+    ds = make_dataset(cfg)
     assert ds.root == collection.dataset
     lerobot_policy = ACTPolicy.from_pretrained(model).eval()
     pre, post = make_pre_post_processors(lerobot_policy.config, dataset_stats=ds.meta.stats)
@@ -140,3 +143,56 @@ def test_a_model_for_other_cameras_is_refused_before_anything_moves(tmp_path):
     with pytest.raises(NsmError, match="top"):
         Evaluator(tmp_path / "top", episodes=1, out=tmp_path / "eval", backend="torch")
     assert not (tmp_path / "eval").exists()  # refused before any folder or episode was made
+
+
+def test_int8_export_is_calibrated_on_recorded_frames_and_runs_on_the_robot_path(collection, model):
+    """`nsm policy export --format onnx-int8`: static int8 (QDQ) calibrated on the recorded
+    episodes; the `onnxruntime-int8` backend runs it through the same robot path and its chunks
+    stay close to the fp32 export's; a model re-trained since (other stats) is refused."""
+    import h5py
+    import numpy as np
+    import onnx
+
+    from nsm.contract import Observation
+    from nsm.policy.lerobot_policy import LeRobotChunkPolicy
+    from nsm.policy.quantize import quantize_int8
+
+    episodes = collection.kept[0].parent
+    path = quantize_int8(PolicyDir(model), episodes, frames=16)
+    graph = onnx.load(str(path)).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert sum(init.data_type == onnx.TensorProto.INT8 for init in graph.initializer) >= 20  # the conv/linear weights
+    meta = json.loads((model / "onnx" / "int8.json").read_text())
+    assert meta["calibration"]["frames"] == 16 and meta["stats_hash"] == PolicyDir(model).stats_hash()
+    fp32, int8 = LeRobotChunkPolicy(model, "onnxruntime"), LeRobotChunkPolicy(model, "onnxruntime-int8")
+    diffs = []
+    with h5py.File(collection.kept[1]) as f:
+        motion = float(np.ptp(f["action"][:], axis=0).mean())  # how far the joints move in the episode
+        for t in (0, 150, 299):
+            obs = Observation(t, 0.0, f["observations/qpos"][t],
+                              {cam: f[f"observations/images/{cam}"][t] for cam in fp32.features.cameras})
+            a, b = fp32.predict_chunk(obs), int8.predict_chunk(obs)
+            assert a.shape == b.shape and np.all(np.isfinite(b))
+            diffs.append(np.abs(a - b).mean())
+    assert 0 < np.mean(diffs)  # it is another model, not the fp32 file again...
+    assert np.mean(diffs) < 0.02 * motion, (np.mean(diffs), motion)  # ...that acts alike
+
+
+def test_int8_export_needs_recorded_episodes_and_is_refused_once_stale(model, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from nsm.cli import app
+    from nsm.policy.quantize import calibration_feeds, checked_int8
+
+    r = CliRunner().invoke(app, ["policy", "export", str(model), "--format", "onnx-int8"])
+    assert r.exit_code != 0 and "--calibration" in r.output
+    with pytest.raises(NsmError, match="no episode_<n>.hdf5"):
+        calibration_feeds(PolicyDir(model), tmp_path, 4)
+    other = tmp_path / "other"
+    shutil.copytree(model, other)
+    (other / "onnx" / "int8.json").write_text(json.dumps({"file": "model.int8.onnx", "stats_hash": "something else"}))
+    with pytest.raises(NsmError, match="other normalization stats"):
+        checked_int8(PolicyDir(other))

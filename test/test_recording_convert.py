@@ -25,7 +25,8 @@ def test_cli_converts_to_a_dataset_lerobot_loads(recorded, tmp_path, monkeypatch
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     root = tmp_path / "ds"
     done = subprocess.run([sys.executable, "-m", "nsm.cli", "dataset", "convert", str(recorded[0].parent), "--out",
-                           str(root), "--repo-id", "local/sim", "--task", "wave", "--no-videos"],
+                           str(root), "--repo-id", "local/sim", "--task", "wave", "--no-videos",
+                           "--image-size", "native"],  # the cameras' own size (default: the cpu recipe's 96x128)
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     dataset = LeRobotDataset("local/sim", root=root)

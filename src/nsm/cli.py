@@ -3,6 +3,8 @@
 Bad input ends in one red line that names the fix and exit code 2; nothing here imports ROS.
 """
 import inspect
+import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -143,6 +145,18 @@ def _image_size(text: str) -> tuple[int, int]:
         raise typer.BadParameter(f"'{text}' is not HEIGHTxWIDTH, e.g. 240x320") from None
 
 
+# the size `nsm train`'s default (cpu) preset is tuned for: 240x320 trains ~4x slower a step on a CPU
+DEFAULT_DATASET_IMAGE_SIZE = "96x128"
+DatasetImageSize = Annotated[str, typer.Option(
+    help="HEIGHTxWIDTH of the dataset's images: the model's input, resized from the cameras' frames by the one function "
+         "the robot's runtime uses too (recorded with the dataset and the model). 96x128 is what `nsm train --preset cpu` "
+         "is tuned for; `native` keeps the cameras' size (e.g. for --preset full on a GPU).")]
+
+
+def _dataset_image_size(text: str) -> tuple[int, int] | None:
+    return None if text == "native" else _image_size(text)
+
+
 @policy_app.command("init")
 def policy_init(
     out: Annotated[Path, typer.Argument(help="New folder for the policy (LeRobot save_pretrained layout).")],
@@ -171,29 +185,40 @@ def policy_init(
 @policy_app.command("export")
 def policy_export(
     model: Annotated[Path, typer.Argument(help="Policy folder (LeRobot save_pretrained layout).")],
-    format: Annotated[str, typer.Option("--format", help="onnx, or tensorrt (builds the engine for this GPU from the ONNX "
+    format: Annotated[str, typer.Option("--format", help="onnx; onnx-int8 (static int8, calibrated on --calibration); "
+                                                         "tensorrt (builds the engine for this GPU from the ONNX "
                                                          "export).")] = "onnx",
     fp16: Annotated[bool, typer.Option(help="TensorRT: build an FP16 engine.")] = False,
+    calibration: Annotated[Path | None, typer.Option(help="onnx-int8: folder of recorded HDF5 episodes (e.g. "
+                                                          "runs/collect/episodes) to calibrate on.")] = None,
+    frames: Annotated[int, typer.Option(help="onnx-int8: calibration frames, spread over the episodes.", min=1)] = 200,
 ) -> None:
-    """Export the policy network for the onnxruntime / tensorrt backends.
+    """Export the policy network for the onnxruntime / onnxruntime-int8 / tensorrt backends.
 
     Writes `MODEL/onnx/model.onnx` with `export.json` (inputs, chunk size, hash of config and
-    normalization stats: a stale export is refused at load). `--format tensorrt` builds
+    normalization stats: a stale export is refused at load). `--format onnx-int8` adds
+    `MODEL/onnx/model.int8.onnx` (ONNX Runtime static quantization; check its success rate
+    with `nsm eval --backend onnxruntime-int8` before deploying it). `--format tensorrt` builds
     `MODEL/tensorrt/<trt>-<precision>-sm<arch>.engine` once, on the robot's GPU.
     """
     from nsm.policy.backends import build_engine
     from nsm.policy.export import ensure_onnx_export, export_onnx
     from nsm.policy.model_dir import PolicyDir
+    from nsm.policy.quantize import quantize_int8
 
     with one_line_errors():
         d = PolicyDir(model)
         if format == "onnx":
             path = export_onnx(d)
+        elif format == "onnx-int8":
+            if calibration is None:
+                raise NsmError("--format onnx-int8 needs --calibration EPISODES_FOLDER (recorded HDF5 episodes)")
+            path = quantize_int8(d, calibration, frames, on_progress=lambda text: Console().print(text))
         elif format == "tensorrt":
             ensure_onnx_export(d)  # the engine is built from the ONNX export: made here if missing
             path = build_engine(d, fp16)
         else:
-            raise NsmError(f"unknown format '{format}'; use onnx or tensorrt")
+            raise NsmError(f"unknown format '{format}'; use onnx, onnx-int8 or tensorrt")
     Console().print(f"wrote {path}")
 
 
@@ -318,10 +343,7 @@ def sim_collect(
     repo_id: Annotated[str, typer.Option(help="Name the LeRobotDataset is known by (nothing is "
                                               "uploaded).")] = "local/nsm_sim_pick_place",
     videos: Annotated[bool, typer.Option(help="Store cameras as MP4 video (LeRobot's default) instead of PNG frames.")] = True,
-    image_size: Annotated[str | None, typer.Option(help="HEIGHTxWIDTH of the dataset's images, e.g. 96x128: the model's "
-                                                        "input, resized from the cameras' frames by the one function the "
-                                                        "robot's runtime uses too (recorded with the dataset and the model). "
-                                                        "Default: the cameras' size.")] = None,
+    image_size: DatasetImageSize = DEFAULT_DATASET_IMAGE_SIZE,
 ) -> None:
     """Record scripted expert demonstrations in simulation and convert them for training.
 
@@ -334,7 +356,7 @@ def sim_collect(
 
     with one_line_errors():
         collector = Collector(episodes, out, seed, cameras=camera or None, repo_id=repo_id, videos=videos,
-                              image_size=_image_size(image_size) if image_size else None)
+                              image_size=_dataset_image_size(image_size))
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             steps = progress.add_task("record", total=collector.total_steps)
@@ -488,8 +510,9 @@ def train(
     dataset: Annotated[Path, typer.Option(help="LeRobotDataset folder (e.g. runs/collect/lerobot from `nsm sim collect`).")],
     out: Annotated[Path, typer.Option(help="New folder for the trained policy (LeRobot layout) and training/ logs.")],
     repo_id: Annotated[str, typer.Option(help="The dataset's repo_id (as given when it was made).")] = "local/nsm_sim_pick_place",
-    preset: Annotated[str, typer.Option(help="cpu: small transformer, chunk 30, 3000 steps (hours on 2 cores); full: "
-                                             "LeRobot's ACT defaults, 100k steps (a GPU).")] = "cpu",
+    preset: Annotated[str, typer.Option(help="cpu: small transformer, chunk 30, lr 1e-4, random-shift "
+                                             "augmentation, 8000 steps (~1 h on 2 cores at 96x128); full: LeRobot's "
+                                             "ACT defaults, 100k steps (a GPU).")] = "cpu",
     steps: Annotated[int | None, typer.Option(help="Training steps (default: the preset's).", min=1)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (default: the preset's).", min=1)] = None,
     device: Annotated[str, typer.Option(help="auto (cuda when there is one), cpu or cuda.")] = "auto",
@@ -522,20 +545,30 @@ def eval_policy(
     model: Annotated[Path, typer.Option(help="Trained policy folder (from `nsm train`).")],
     episodes: Annotated[int, typer.Option(help="Episodes to run, on seeds seed..seed+N-1.", min=1)] = 20,
     seed: Annotated[int, typer.Option(help="First seed; collection uses 0.., so 1000.. are held out.")] = 1000,
-    backend: Annotated[str, typer.Option(help="onnxruntime (exported on first use), torch or tensorrt: what the robot "
+    backend: Annotated[str, typer.Option(help="onnxruntime (exported on first use), onnxruntime-int8 (`nsm policy "
+                                              "export --format onnx-int8` first), torch or tensorrt: what the robot "
                                               "runs.")] = "onnxruntime",
     seconds: Annotated[float, typer.Option(help="Length of each episode (the expert needs 9.5 s).", min=0.1)] = 12.0,
     out: Annotated[Path | None, typer.Option(help="Folder for the episodes, eval.json and eval_sheet.png. Default: "
-                                                  "MODEL/eval-<backend>.")] = None,
+                                                  "MODEL/eval-<backend> (--ros: MODEL/eval-nodes-<backend>).")] = None,
+    ros: Annotated[bool, typer.Option("--ros", help="Run it through the deployed nodes instead: the bringup graph as "
+                                                    "processes over DDS, a new world per episode set by `seed` + "
+                                                    "lifecycle (nsm.ros.evaluate; needs ROS 2's rclpy).")] = False,
 ) -> None:
     """Evaluate a policy in the simulated pick-and-place scene through the robot's runtime.
 
     Same async chunk runtime, backend, safety filter and recorder as on the robot, on seeds
     training did not see; prints the success rate with a Wilson 95% interval and the time to
-    success, and writes a contact sheet of one success and one failure.
+    success, and writes a contact sheet of one success and one failure. `--ros` runs the
+    same seeds through what `ros2 launch nsm bringup.launch.py` starts.
     """
     from nsm.app.evaluate import Evaluator
 
+    if ros:  # the ROS side lives in nsm.ros, which the CLI never imports: run it as its own process
+        out = out or model / f"eval-nodes-{backend}"
+        raise typer.Exit(subprocess.call([sys.executable, "-m", "nsm.ros.evaluate", "--model", str(model),
+                                          "--episodes", str(episodes), "--seed", str(seed), "--seconds", str(seconds),
+                                          "--backend", backend, "--out", str(out)]))
     with one_line_errors():
         evaluator = Evaluator(model, episodes, out or model / f"eval-{backend}", seed, backend, seconds)
         with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TextColumn("control steps"),
@@ -585,10 +618,7 @@ def dataset_convert(
     repo_id: Annotated[str, typer.Option(help="Dataset name LeRobot knows it by (nothing is uploaded).")] = "local/nsm",
     task: Annotated[str, typer.Option(help="Task description stored with every frame.")] = "pick up the cube",
     videos: Annotated[bool, typer.Option(help="Store cameras as MP4 video (LeRobot's default) instead of PNG frames.")] = True,
-    image_size: Annotated[str | None, typer.Option(help="HEIGHTxWIDTH of the dataset's images, e.g. 96x128: the model's "
-                                                        "input, resized from the cameras' frames by the one function the "
-                                                        "robot's runtime uses too (recorded with the dataset and the model). "
-                                                        "Default: the cameras' size.")] = None,
+    image_size: DatasetImageSize = DEFAULT_DATASET_IMAGE_SIZE,
 ) -> None:
     """Convert HDF5 episodes into a LeRobotDataset (v3) with LeRobot's own API, for training.
 
@@ -605,7 +635,7 @@ def dataset_convert(
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task_id = progress.add_task("convert", total=total)
             hdf5_to_lerobot(episodes, out, repo_id, task, videos, on_frame=lambda: progress.advance(task_id),
-                            image_size=_image_size(image_size) if image_size else None)
+                            image_size=_dataset_image_size(image_size))
     Console().print(f"LeRobotDataset {repo_id} with {len(episodes)} episodes, {total} frames in {out}")
 
 

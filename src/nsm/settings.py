@@ -24,7 +24,7 @@ from nsm.paths import share_file
 from nsm.policy.action_queue import MERGE_MODES
 
 DEFAULT_DB_URL = "sqlite:///runs/telemetry.db"  # the embedded default: every robot-side command and node
-POLICY_BACKENDS = ("torch", "onnxruntime", "tensorrt")  # nsm.policy.backends implements each
+POLICY_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "tensorrt")  # nsm.policy.backends implements each
 BAG_IMAGE_FORMATS = ("raw", "jpeg")  # nsm.recording.mcap_writer writes each
 ROBOT_HELP = "robot contract: config/robots/<robot>.yaml, or a path to one"
 
@@ -129,8 +129,9 @@ class PolicySettings(NodeSettings):
     node: ClassVar[str] = "policy_node"
     robot: str = Field("so101", description=ROBOT_HELP)
     model_path: str = Field("", description="LeRobot policy folder; \"\": the scripted `expert`")
-    backend: Literal[POLICY_BACKENDS] = Field("onnxruntime", description="torch | onnxruntime | tensorrt "
-                                                                         "(both need `nsm policy export` first)")
+    backend: Literal[POLICY_BACKENDS] = Field("onnxruntime", description="torch | onnxruntime | onnxruntime-int8 | "
+                                                                         "tensorrt (each needs its `nsm policy export` "
+                                                                         "first)")
     expert: Literal["pick_place", "waypoint"] = Field(
         "pick_place", description="without model_path: pick_place (sim only: plans from sim/cube_pose) | waypoint (a "
                                   "fixed joint tour)")

@@ -69,7 +69,9 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, policy_dir: PolicyDir, threads: int | None = None, providers: list[str] | None = None):
+    def __init__(self, policy_dir: PolicyDir, threads: int | None = None, providers: list[str] | None = None,
+                 model: Path | None = None):
+        """`model`: another export of the same network (the int8 one); default the fp32 export."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -79,7 +81,7 @@ class OnnxRuntimeBackend:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = ort.get_available_providers()
         providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = ort.InferenceSession(str(checked_onnx(policy_dir)), options, providers=providers)
+        self.session = ort.InferenceSession(str(model or checked_onnx(policy_dir)), options, providers=providers)
         self.inputs = input_names(policy_dir)
 
     def reset(self) -> None:
@@ -173,6 +175,12 @@ def make_backend(name: str, policy_dir: PolicyDir, load_policy, threads: int | N
         return TorchBackend(load_policy(), threads)
     if name == "onnxruntime":
         return OnnxRuntimeBackend(policy_dir, threads)
+    if name == "onnxruntime-int8":
+        from nsm.policy.quantize import checked_int8
+
+        backend = OnnxRuntimeBackend(policy_dir, threads, model=checked_int8(policy_dir))
+        backend.name = name
+        return backend
     if name == "tensorrt":
         return TensorRTBackend(policy_dir, fp16)
     raise NsmError(f"unknown backend '{name}'; use one of {', '.join(BACKENDS)}")

@@ -27,10 +27,21 @@ from nsm.policy.image_input import ImageInput
 from nsm.policy.init import SMALL
 from nsm.policy.model_dir import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
 
-# `cpu`: a small transformer and short chunks, to train on a 2-core machine in hours.
+# `cpu`: a small transformer and 1 s chunks, trained within about an hour on a 2-core machine
+# (on 96x128 images: `nsm sim collect --image-size`). The ResNet18 starts from scratch (no
+# ImageNet weights can be downloaded), so LeRobot's lr 1e-5 — tuned for a pretrained
+# backbone — barely moves it in that budget: 1e-4 for the transformer and the backbone.
 # `full`: LeRobot's ACT defaults (dim 512, 4+1 layers, chunk 100) for a GPU.
+# Random shift (DrQ-style: every training frame moved up to 6% each way, independently per
+# camera) because from-scratch vision from 50 demos learns the demos' cube positions rather
+# than where the cube is relative to the gripper; LeRobot's own transform, set on its CLI.
+RANDOM_SHIFT = ('{"shift": {"weight": 1.0, "type": "RandomAffine", '
+                '"kwargs": {"degrees": [0.0, 0.0], "translate": [0.06, 0.06]}}}')
 PRESETS = {
-    "cpu": {"steps": 3000, "batch_size": 8, "policy": SMALL | {"chunk_size": 30, "n_action_steps": 30}},
+    "cpu": {"steps": 8000, "batch_size": 8, "policy": SMALL | {"chunk_size": 30, "n_action_steps": 30,
+                                                                 "optimizer_lr": 1e-4, "optimizer_lr_backbone": 1e-4},
+            "dataset": {"image_transforms.enable": "true", "image_transforms.max_num_transforms": 1,
+                        "image_transforms.tfs": RANDOM_SHIFT}},
     "full": {"steps": 100_000, "batch_size": 8, "policy": {"chunk_size": 100, "n_action_steps": 100}},
 }
 LOG_LINE = re.compile(r"step:(?P<step>\S+) .*?loss:(?P<loss>[0-9.]+)")
@@ -90,6 +101,7 @@ def lerobot_train_args(dataset: Path, repo_id: str, output_dir: Path, preset: st
             # the ImageNet backbone weights would be downloaded: start the ResNet18 from scratch
             "--policy.pretrained_backbone_weights=null",
             *(f"--policy.{k}={v}" for k, v in policy.items()),
+            *(f"--dataset.{k}={v}" for k, v in PRESETS[preset].get("dataset", {}).items()),
             f"--output_dir={output_dir}", "--job_name=nsm", f"--steps={steps}", f"--batch_size={batch_size}",
             f"--seed={seed}", f"--num_workers={num_workers}", f"--log_freq={max(1, min(100, steps // 20))}",
             f"--save_freq={max(1, steps // 4)}", "--env_eval_freq=0", "--wandb.enable=false"]
@@ -125,9 +137,13 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
     started = time.monotonic()
     losses: list[tuple[int, float]] = []
     log_lines: list[str] = []
-    with subprocess.Popen([sys.executable, "-m", "lerobot.scripts.lerobot_train", *args], env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1) as proc:
+    log_path = out / "lerobot_train.log"  # written as it runs (`tail -f` it); moved into training/ at the end
+    with log_path.open("w") as log, subprocess.Popen(
+            [sys.executable, "-m", "lerobot.scripts.lerobot_train", *args], env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1) as proc:
         for line in proc.stdout:
+            log.write(line)
+            log.flush()
             log_lines.append(line)
             if match := LOG_LINE.search(line):
                 step, loss = _count(match["step"]), float(match["loss"])
@@ -136,7 +152,7 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
                     on_progress(step, steps, loss)
     seconds = time.monotonic() - started
     (out / "training").mkdir(exist_ok=True)
-    (out / "training" / "lerobot_train.log").write_text("".join(log_lines))
+    log_path.replace(out / "training" / "lerobot_train.log")
     if proc.returncode != 0:
         tail = "".join(log_lines[-15:])
         raise NsmError(f"lerobot-train failed (exit {proc.returncode}); its log is in "

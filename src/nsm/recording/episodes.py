@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from nsm.errors import NsmError
 
@@ -56,3 +57,12 @@ def episode_info(path: Path) -> EpisodeInfo:
         return EpisodeInfo(path, frames, float(f["timestamp"][frames - 1]) if frames else 0.0,
                            sorted(f["observations/images"]), str(f.attrs.get("policy", "")),
                            str(f.attrs.get("success", "")), str(f.attrs.get("sha256", "")))
+
+
+def sampled_observations(path: Path, count: int) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """`count` frames spread evenly over a closed episode: (joint positions, {camera: HxWx3 uint8})."""
+    with h5py.File(path) as f:
+        frames = frame_count(f)
+        picks = np.unique(np.linspace(0, frames - 1, min(count, frames)).round().astype(int)) if frames else []
+        images = f["observations/images"]
+        return [(f["observations/qpos"][i], {cam: images[cam][i] for cam in images}) for i in picks]

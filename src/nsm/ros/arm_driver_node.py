@@ -81,9 +81,10 @@ class ArmDriverNode(ManagedNode):
 
     def configure(self) -> None:
         p = self.p
-        if p.backend == "sim":
+        if p.backend == "sim":  # a new world (of `seed` as set now): its task check is published afresh
             self.scene = SimScene(self.contract, p.seed)
             self.arm = SimArm(self.scene)
+            self.success = None
         else:
             from nsm.arm.so101 import So101Arm, parse_pack_curve
 

@@ -83,8 +83,10 @@ class CameraNode(Node):
         frame = self.camera.latest()
         if frame is not None and frame.seq != self.last_seq and self.world_at is not None and frame.stamp >= self.world_at:
             self.last_seq = frame.seq
-            stamp = self.get_clock().now().nanoseconds * 1e-9
             self.frame_age = time.monotonic() - frame.stamp
+            # the header says when the frame was taken (the ROS convention), not when it is sent:
+            # a subscriber can tell a frame of the world before a reset from one after it
+            stamp = self.get_clock().now().nanoseconds * 1e-9 - self.frame_age
             self.pub_image.publish(convert.image_to_msg(frame.image, stamp, self.frame_id))
             self.pub_info.publish(convert.camera_info_msg(self.spec.width, self.spec.height, stamp, self.frame_id,
                                                           self.fovy))

@@ -42,7 +42,8 @@ def publish_diagnostics(node: Node, report: Callable[[float], DiagnosticReport],
 
 class ManagedNode(LifecycleNode):
     """A lifecycle node whose transitions are four plain methods, the same way in every nsm
-    node: `configure()` opens or loads (bad input: raise NsmError -> the transition fails
+    node (settings in `self.p`, re-read from the parameters at each configure): `configure()`
+    opens or loads (bad input: raise NsmError -> the transition fails
     with one ERROR line and the node stays unconfigured), `activate()` runs, `deactivate()`
     stops with the robot safe, `release()` undoes configure (cleanup, shutdown, exit)."""
 
@@ -56,6 +57,9 @@ class ManagedNode(LifecycleNode):
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
+            # parameters set while unconfigured (`ros2 param set`) take effect here, as in
+            # ros2_control: e.g. the sim driver's `seed` before configure places a new world
+            self.p = current(self, type(self.p))
             self.configure()
         except NsmError as exc:
             self.get_logger().error(f"configure failed: {exc}")
@@ -100,6 +104,11 @@ def declare[S: NodeSettings](node: Node, schema: type[S]) -> S:
         descriptor = ParameterDescriptor(description=schema.model_fields[name].description or "", dynamic_typing=True)
         values[name] = node.declare_parameter(name, default, descriptor).value
     return schema.parse(values)
+
+
+def current[S: NodeSettings](node: Node, schema: type[S]) -> S:
+    """The declared parameters' values now, validated (bad values: one NsmError line)."""
+    return schema.parse({name: node.get_parameter(name).value for name in schema.model_fields})
 
 
 def main_for(make_node: Callable[[], Node]) -> Callable[[list[str] | None], None]:

@@ -91,9 +91,12 @@ class PolicyNode(ManagedNode):
             self.runtime.start()  # the pick-place expert starts once the world's state has arrived (tick)
 
     def deactivate(self) -> None:
+        """Stop inference and forget the inputs: a re-activation (e.g. after the world was
+        reset) waits for fresh ones instead of acting on the old world's last frames."""
         runtime, self.runtime = self.runtime, None
         if runtime is not None:
             runtime.stop()
+        self.latest, self.images, self.cube_pose = None, {}, None
 
     def release(self) -> None:
         self.deactivate()

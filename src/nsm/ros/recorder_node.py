@@ -35,12 +35,10 @@ class RecorderNode(ManagedNode):
 
     def __init__(self):
         super().__init__("recorder_node")
-        p = declare(self, RecorderSettings)
+        self.p = p = declare(self, RecorderSettings)
         self.contract = load_contract(p.robot)
         self.names = self.contract.joint_names
         self.cameras = [self.contract.camera(c).name for c in p.cameras]
-        self.out, self.sim, self.policy, self.bag, self.bag_images = Path(p.out), p.sim, p.policy, p.bag, p.bag_images
-        self.compression = p.hdf5_compression
         self.writers: list[BackgroundEpisodeWriter] = []  # HDF5 first, then the bag; empty: idle
         self.configured = self.active = False
         self.state: JointState | None = None
@@ -60,15 +58,20 @@ class RecorderNode(ManagedNode):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_state(self, msg: JointState) -> None:
+        if convert.from_time(msg.header.stamp) < self.t0:
+            return  # measured before this episode began (still queued): not part of it
         self.state = msg
         self.rates["joint_states"].tick(self.now())
 
     def on_image(self, camera: str, msg: Image) -> None:
         try:
-            self.images[camera] = convert.msg_to_image(msg)
-            self.rates[camera].tick(self.now())
+            image = convert.msg_to_image(msg)
         except NsmError as exc:
             self.get_logger().warning(f"camera {camera}: {exc}", throttle_duration_sec=5.0)
+            return
+        self.rates[camera].tick(self.now())
+        if convert.from_time(msg.header.stamp) >= self.t0:  # not one taken before this episode began (still
+            self.images[camera] = image                     # queued): it may show the world as it was
 
     def on_command(self, msg: JointState) -> None:
         self.rates["joint_commands"].tick(self.now())
@@ -87,7 +90,7 @@ class RecorderNode(ManagedNode):
         self.recorded.tick(self.now())
 
     def configure(self) -> None:
-        prepare_out(self.out)
+        prepare_out(Path(self.p.out))
         self.configured = True
 
     def activate(self) -> None:
@@ -110,14 +113,17 @@ class RecorderNode(ManagedNode):
             response.success, response.message = False, f"already recording {self.writers[0].path}"
             return response
         self.t0 = self.now()
-        path = next_episode_path(self.out)
+        # frames pair commands with inputs taken from here on: the last frame before the start
+        # may show another world (the sim reset between episodes) or a moment long gone
+        self.state, self.images = None, {}
+        path = next_episode_path(Path(self.p.out))
         try:
-            self.writers = [Hdf5EpisodeWriter(path, self.contract, self.cameras, sim=self.sim, policy=self.policy,
-                                              compression=self.compression)]
-            if self.bag:
+            self.writers = [Hdf5EpisodeWriter(path, self.contract, self.cameras, sim=self.p.sim, policy=self.p.policy,
+                                              compression=self.p.hdf5_compression)]
+            if self.p.bag:
                 self.writers.append(McapEpisodeWriter(
                     path.with_suffix(""), self.contract, self.cameras, start_ns=int(self.t0 * 1e9),
-                    namespace=self.get_namespace(), policy=self.policy, image_format=self.bag_images))
+                    namespace=self.get_namespace(), policy=self.p.policy, image_format=self.p.bag_images))
         except NsmError as exc:  # the bag could not open: the HDF5 file already open is closed (empty)
             self._close_all(self.writers)
             self.writers, response.success, response.message = [], False, str(exc)
