@@ -119,7 +119,7 @@ def test_onnx_export_metadata(act_dir):
 
 
 def test_unknown_backend_and_missing_tensorrt_are_clear(act_dir):
-    with pytest.raises(NsmError, match="unknown backend 'jax'; use one of torch, onnxruntime, tensorrt"):
+    with pytest.raises(NsmError, match="unknown backend 'jax'; use one of torch, onnxruntime, onnxruntime-int8, tensorrt"):
         LeRobotChunkPolicy(act_dir.path, "jax")
     try:
         import tensorrt  # noqa: F401
