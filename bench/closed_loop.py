@@ -122,6 +122,10 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=50)
     parser.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     parser.add_argument("--eval", type=int, default=20)
+    parser.add_argument("--checkpoint-eval", type=int, default=10, help="episodes per earlier checkpoint (the curve)")
+    parser.add_argument("--ablation", type=Path, action="append", default=[],
+                        help="another --work folder (a recipe variant) whose training and ONNX Runtime evaluation "
+                             "are reported beside this one")
     parser.add_argument("--calls", type=int, default=100, help="latency: calls per variant")
     parser.add_argument("--work", type=Path, default=Path("runs/closed_loop"))
     parser.add_argument("--ros", action="store_true", help="also evaluate through the bringup graph as processes")
@@ -156,8 +160,9 @@ def main() -> None:
 
     results["success_vs_steps"] = {}
     for step, folder in checkpoints(model):
-        out = args.work / ("eval-onnxruntime" if folder == model else f"eval-step{step}")
-        e = evaluate(folder, "onnxruntime", args.eval, out)
+        final = folder == model
+        out = args.work / ("eval-onnxruntime" if final else f"eval-step{step}")
+        e = evaluate(folder, "onnxruntime", args.eval if final else args.checkpoint_eval, out)
         results["success_vs_steps"][step] = {k: e[k] for k in ("successes", "episodes", "success_rate", "wilson95")}
 
     episodes = collect_dir / "episodes"
@@ -174,6 +179,15 @@ def main() -> None:
         cached = out / "eval_nodes.json"
         results["through_nodes"] = (json.loads(cached.read_text()) if cached.is_file() else
                                     evaluate_nodes(model, args.eval, out, seeds.start))
+    results["ablations"] = {}
+    for other in args.ablation:
+        train = json.loads((other / "act" / "training" / "train.json").read_text())
+        cfg = json.loads((other / "act" / "train_config.json").read_text())  # what lerobot-train ran with
+        e = json.loads((other / "eval-onnxruntime" / "eval.json").read_text())
+        results["ablations"][str(other)] = {
+            "training": train, "augmentation": cfg["dataset"]["image_transforms"]["enable"],
+            "optimizer_lr": cfg["policy"]["optimizer_lr"], "kl_weight": cfg["policy"]["kl_weight"],
+            "onnxruntime": {k: e[k] for k in ("successes", "episodes", "success_rate", "wilson95", "seeds")}}
     print(json.dumps({k: results[k] for k in ("success_vs_steps", "latency_on_recorded_frames")}, indent=1))
     print(f"wrote {write_result('closed_loop', results)}")
 

@@ -196,3 +196,15 @@ def test_int8_export_needs_recorded_episodes_and_is_refused_once_stale(model, tm
     (other / "onnx" / "int8.json").write_text(json.dumps({"file": "model.int8.onnx", "stats_hash": "something else"}))
     with pytest.raises(NsmError, match="other normalization stats"):
         checked_int8(PolicyDir(other))
+
+
+def test_the_loss_curve_counts_steps_from_the_log_not_lerobots_rounded_step():
+    """lerobot-train prints step:2K for every step 1500-2499; the curve's steps come from the
+    log cadence, and the total loss is taken, not l1_loss or kld_loss."""
+    from nsm.policy.train import LOG_LINE, log_freq
+
+    line = ("Training:  19%| 1500/8000 [19:00<36:34]INFO 2026-12-01 12:03:12 ot_train.py:641 step:2K smpl:12K ep:40 "
+            "epch:0.80 loss:0.286 grdn:13.362 lr:1.0e-04 updt_s:0.364 data_s:0.035 smp/s:20 l1_loss:0.145 kld_loss:0.014")
+    assert float(LOG_LINE.search(line)["loss"]) == 0.286
+    assert LOG_LINE.search("INFO step:2K l1_loss:0.145 kld_loss:0.014") is None
+    assert (log_freq(8000), log_freq(4), log_freq(100_000)) == (100, 1, 100)

@@ -44,7 +44,9 @@ PRESETS = {
                         "image_transforms.tfs": RANDOM_SHIFT}},
     "full": {"steps": 100_000, "batch_size": 8, "policy": {"chunk_size": 100, "n_action_steps": 100}},
 }
-LOG_LINE = re.compile(r"step:(?P<step>\S+) .*?loss:(?P<loss>[0-9.]+)")
+# lerobot-train logs `step:2K ... loss:0.286` every log_freq steps; its step is rounded
+# (format_big_number: 1500-2499 all read "2K"), so the step is counted from the log lines
+LOG_LINE = re.compile(r"step:\S+ .*?\bloss:(?P<loss>[0-9.]+)")
 
 
 @dataclass
@@ -103,7 +105,7 @@ def lerobot_train_args(dataset: Path, repo_id: str, output_dir: Path, preset: st
             *(f"--policy.{k}={v}" for k, v in policy.items()),
             *(f"--dataset.{k}={v}" for k, v in PRESETS[preset].get("dataset", {}).items()),
             f"--output_dir={output_dir}", "--job_name=nsm", f"--steps={steps}", f"--batch_size={batch_size}",
-            f"--seed={seed}", f"--num_workers={num_workers}", f"--log_freq={max(1, min(100, steps // 20))}",
+            f"--seed={seed}", f"--num_workers={num_workers}", f"--log_freq={log_freq(steps)}",
             f"--save_freq={max(1, steps // 4)}", "--env_eval_freq=0", "--wandb.enable=false"]
     return args
 
@@ -146,7 +148,7 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
             log.flush()
             log_lines.append(line)
             if match := LOG_LINE.search(line):
-                step, loss = _count(match["step"]), float(match["loss"])
+                step, loss = (len(losses) + 1) * log_freq(steps), float(match["loss"])
                 losses.append((step, loss))
                 if on_progress is not None:
                     on_progress(step, steps, loss)
@@ -170,10 +172,9 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
     return result
 
 
-def _count(text: str) -> int:
-    """LeRobot's format_big_number back to an int: '1K' -> 1000."""
-    scale = {"K": 10**3, "M": 10**6, "B": 10**9}.get(text[-1], 1)
-    return int(float(text.rstrip("KMB")) * scale)
+def log_freq(steps: int) -> int:
+    """How often lerobot-train logs the loss: ~20 points a run, at least every 100 steps."""
+    return max(1, min(100, steps // 20))
 
 
 def _write_curve(losses: list[tuple[int, float]], folder: Path) -> None:
