@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ def graph_nodes(model: Path | None, cameras: list[str], backend: str, seed: int,
     nodes = plan(namespace=NAMESPACE, cameras=",".join(cameras), model_path=str(model or ""), backend=backend,
                  seed=str(seed), db_url=f"sqlite:///{out / 'telemetry.db'}", robot_id="eval")
     policy = model.name if model else "scripted"
-    return [NodeLaunch(n.executable, n.name, n.overrides | {"out": str(out / "episodes"), "policy": policy})
+    return [replace(n, overrides=n.overrides | {"out": str(out / "episodes"), "policy": policy})
             if n.executable == "recorder_node" else n for n in nodes]
 
 
