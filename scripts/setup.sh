@@ -21,7 +21,7 @@ else
 fi
 if [[ "${1:-}" == "--test" ]]; then
   extras="[test]"
-  apt_pkgs+=(postgresql shellcheck)  # a real database for the tests; shell script lint
+  apt_pkgs+=(postgresql shellcheck chromium)  # a real database for the tests; shell script lint; a real browser
 elif [[ -n "${1:-}" ]]; then
   echo "usage: bash scripts/setup.sh [--test]" >&2
   exit 2

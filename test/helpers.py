@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,112 @@ class Observer:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
+
+
+def first_frames_match_their_worlds(episodes: list[Path], first_seed: int, camera: str = "front") -> list[np.ndarray]:
+    """Each recorded episode's first `camera` frame against SimScene(first_seed + k) rendered
+    with the arm where the episode recorded it: an episode must start in its own world, not
+    with the previous world's last frame. Returns the first frames."""
+    import h5py
+
+    from nsm.camera.sim import SimCamera
+    from nsm.contract import load_contract
+    from nsm.sim.scene import SimScene
+
+    contract = load_contract("so101")
+    firsts = []
+    for k, episode in enumerate(episodes):
+        with h5py.File(episode) as f:
+            first, qpos = f[f"observations/images/{camera}"][0], f["observations/qpos"][0]
+        scene = SimScene(contract, first_seed + k)
+        scene.set_joint_positions(qpos)
+        cam = SimCamera(scene, contract.camera(camera)).start()
+        try:
+            expected = cam.latest().image
+        finally:
+            cam.stop()
+        assert np.abs(first.astype(int) - expected.astype(int)).mean() < 1.0, episode
+        firsts.append(first)
+    return firsts
+
+
+def synthetic_episode(path: Path, contract, frames: int = 45, cameras=("front", "wrist")) -> Path:
+    """A closed HDF5 episode at exactly 30 Hz with camera-like images (gradients: JPEG keeps
+    them close) and three action chunks, written by the recorder's writer."""
+    from nsm.recording.background import ChunkRecord, EpisodeFrame
+    from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
+
+    y, x = np.mgrid[0:240, 0:320]
+    rng = np.random.default_rng(7)
+    writer = Hdf5EpisodeWriter(path, contract, list(cameras), sim=True, policy="test-policy")
+    for k in range(3):
+        writer.add_chunk(ChunkRecord(rng.normal(size=(30, 6)), k / 2, k / 2 + 0.04), block=True)
+    for t in range(frames):
+        images = {cam: np.stack([(x + t + k * 40) % 256, y, (x + y) // 2], axis=-1).astype(np.uint8)
+                  for k, cam in enumerate(cameras)}
+        writer.add_frame(EpisodeFrame(rng.normal(size=6), rng.normal(size=6), rng.normal(size=6), images, t / 30),
+                         block=True)
+    return writer.close(success=True)
+
+
+def read_rrd(path):
+    """(recording id, {entity path: its rows' times in s, sorted}, the metadata text, {camera
+    entity: its image at time 0, decoded}) of the single recording in `path`; static rows are
+    left out, rows gathered over Rerun's chunks."""
+    import rerun.chunk as rrc
+
+    from nsm.image_codec import decode_image
+
+    reader = rrc.RrdReader(path)
+    (entry,) = reader.recordings()
+    entities: dict[str, list] = {}
+    texts, blobs = [], {}
+    for chunk in reader.stream():
+        batch = chunk.to_record_batch()
+        if chunk.entity_path == "/episode":
+            texts += [t for row in batch.column("TextDocument:text").to_pylist() for t in row]
+        if chunk.is_static:
+            continue
+        times = batch.column("time").cast("int64").to_numpy() / 1e9
+        entities.setdefault(chunk.entity_path, []).append(times)
+        if chunk.entity_path.startswith("/cameras/"):
+            rows = batch.column("EncodedImage:blob").to_pylist()
+            blobs.setdefault(chunk.entity_path, []).extend(zip(times, (bytes(row[0]) for row in rows), strict=True))
+    first = {e: decode_image(np.frombuffer(min(rows)[1], np.uint8)) for e, rows in blobs.items()}
+    return entry.recording_id, {e: np.sort(np.concatenate(t)) for e, t in entities.items()}, "\n".join(texts), first
+
+
+def save_stream(grpc_port: int, path: Path, timeout: float = 60.0) -> None:
+    """What a Rerun server on localhost holds, saved to `path` by Rerun's own client (`rerun
+    URL --save`), once the file stops growing."""
+    import rerun_cli
+
+    saver = subprocess.Popen([str(Path(rerun_cli.__file__).parent / "rerun"), f"rerun+http://127.0.0.1:{grpc_port}/proxy",
+                              "--save", str(path), "--port", str(free_port())],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    size, deadline = -1, time.monotonic() + timeout
+    while time.monotonic() < deadline and (not path.exists() or path.stat().st_size != size or size == 0):
+        size = path.stat().st_size if path.exists() else -1
+        time.sleep(1.0)
+    saver.send_signal(signal.SIGINT)
+    saver.wait(timeout=30)
+
+
+@contextmanager
+def web_view(source: Path):
+    """`nsm dataset view SOURCE --web` on free localhost ports until the block ends (SIGTERM);
+    yields (the URL it printed, web port, gRPC port)."""
+    import re
+
+    web, grpc = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "nsm.cli", "dataset", "view", str(source), "--web", "--port", str(web),
+                             "--grpc-port", str(grpc)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = ""
+        while "Rerun web viewer" not in line:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "nsm dataset view ended before serving"
+        yield re.search(r"http://\S+", line).group(0), web, grpc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,12 +1,14 @@
 """`nsm demo` end to end: simulated arm, rendered cameras, HDF5 episode, SQLite telemetry."""
 import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
+from helpers import first_frames_match_their_worlds
 from nsm.app.demo import Demo
 from nsm.app.demo_settings import demo_config
 
@@ -42,6 +44,26 @@ def test_episode_file_has_the_aloha_layout(demo_run, contract):
     # the arm followed the policy: it moved, and stayed within the contract's limits
     assert np.ptp(qpos, axis=0).max() > 0.3
     assert np.all(action >= contract.lower) and np.all(action <= contract.upper)
+
+
+def test_each_episode_starts_with_its_own_worlds_frames(tmp_path, monkeypatch):
+    """The cameras outlive an episode; the first observation after a reset must not be the
+    previous world's last frame (the policy would plan its first chunk from it; `nsm eval`
+    did, found in its recorded episodes). A camera whose frame is ready 0.2 s after its
+    capture (software GL on a busy machine) makes the race certain."""
+    from nsm.camera.sim import SimCamera
+
+    class LaggingCamera(SimCamera):
+        def _capture(self):
+            image = super()._capture()
+            time.sleep(0.2)
+            return image
+
+    monkeypatch.setattr("nsm.app.demo.ProcessSimCamera", LaggingCamera)
+    out = tmp_path / "two"
+    Demo(demo_config(episodes=2, seconds=0.5, seed=7, out=out, db_url=f"sqlite:///{out / 'telemetry.db'}")).run()
+    firsts = first_frames_match_their_worlds([out / "episode_0.hdf5", out / "episode_1.hdf5"], 7)
+    assert np.abs(firsts[0].astype(int) - firsts[1].astype(int)).mean() > 0.2  # two different worlds
 
 
 def test_summary_reports_the_loop_and_cameras(demo_run):

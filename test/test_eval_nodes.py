@@ -3,15 +3,10 @@ a new simulated world per episode set over ROS (`seed` parameter + lifecycle), e
 scored by the scene's own check. The scripted expert drives it here: it must succeed, which
 a graph that reset nothing (it plans from the published cube pose) or scored nothing could not
 show for two different worlds."""
-import time
-
-import h5py
 import numpy as np
 import pytest
 
-from nsm.camera.sim import SimCamera
-from nsm.contract import load_contract
-from nsm.sim.scene import SimScene
+from helpers import first_frames_match_their_worlds
 
 pytestmark = pytest.mark.ros
 
@@ -27,21 +22,7 @@ def test_each_episode_gets_its_seeds_world_and_is_scored_by_the_scene(ros_env, t
     assert r["wilson95"][0] > 0.3 and 0 < r["mean_seconds_to_success"] < 11.0
     assert "arm_driver_node" in r["through"] and "camera_front" in r["through"] and "recorder_node" in r["through"]
     # the recorded episodes start from each seed's world: the cube where SimScene(seed) puts it
-    contract = load_contract("so101")
-    firsts = []
-    for k, episode in enumerate(sorted((tmp_path / "eval" / "episodes").glob("episode_*.hdf5"))):
-        with h5py.File(episode) as f:
-            front, qpos = f["observations/images/front"][0], f["observations/qpos"][0]
-        scene = SimScene(contract, 1000 + k)  # the one-process world of seed 1000 + k, the arm where it was
-        scene.set_joint_positions(qpos)
-        camera = SimCamera(scene, contract.camera("front")).start()
-        try:
-            time.sleep(0.3)
-            expected = camera.latest().image
-        finally:
-            camera.stop()
-        assert np.abs(front.astype(int) - expected.astype(int)).mean() < 1.0, k
-        firsts.append(front)
+    firsts = first_frames_match_their_worlds(sorted((tmp_path / "eval" / "episodes").glob("episode_*.hdf5")), 1000)
     assert len(firsts) == 2 and np.abs(firsts[0].astype(int) - firsts[1].astype(int)).mean() > 0.2
 
 

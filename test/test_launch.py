@@ -55,10 +55,10 @@ def declared(executable: str) -> set[str]:
 
 
 def test_every_nsm_executable_is_an_entry_point():
-    started = {n.executable for n in plan(models="models/collision-EP01")}
+    started = {n.executable for n in plan(models="models/collision-EP01", view="true")}
     assert started == set(NODE_PARAMS) == {"camera_node", "arm_driver_node", "policy_node", "recorder_node",
-                                           "db_bridge_node", "predictor_node"}
-    assert "predictor_node" not in {n.executable for n in plan()}  # only with models
+                                           "db_bridge_node", "predictor_node", "view_node"}
+    assert {"predictor_node", "view_node"}.isdisjoint(n.executable for n in plan())  # only when asked for
     assert started <= entry_points()
     tree = launch_tree()
     assert "plan(**args)" in (ROOT / "launch" / "bringup.launch.py").read_text()
@@ -82,7 +82,7 @@ def test_parameter_files_and_nodes_declare_the_same_parameters():
 
 
 @pytest.mark.parametrize("args", [{}, {"sim": "false", "cameras": "front"}, {"record": "false", "model_path": "m"},
-                                  {"models": "a,b", "hub_url": "http://hub:5000"}])
+                                  {"models": "a,b", "hub_url": "http://hub:5000"}, {"view": "true", "cameras": "wrist"}])
 def test_launch_overrides_are_declared_parameters(args):
     nodes = plan(**args)
     for n in nodes:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from nsm.errors import NsmError
+from nsm.recording.episodes import read_chunks
 from nsm.recording.hdf5_writer import sha256_of
 from nsm.recording.recover import recover
 
@@ -18,7 +19,7 @@ RECORDER = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     from nsm.contract import load_contract
-    from nsm.recording.background import EpisodeFrame
+    from nsm.recording.background import ChunkRecord, EpisodeFrame
     from nsm.recording.episodes import next_episode_path
     from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
 
@@ -39,6 +40,8 @@ RECORDER = textwrap.dedent("""
     second = writer()
     for t in range(100):
         second.add_frame(frame(t))
+        if t % 10 == 0:
+            second.add_chunk(ChunkRecord(np.full((30, 6), t / 10), t / 30, t / 30 + 0.02))
     while second.frames < 100:
         time.sleep(0.01)
     print("recording", flush=True)
@@ -74,6 +77,9 @@ def test_sigkill_keeps_closed_episodes_and_recovers_the_partial_one(tmp_path):
         for name in ("observations/qpos", "observations/qvel", "action", "timestamp", "observations/images/wrist"):
             assert f[name].shape[0] == frames
         assert np.all(np.diff(f["timestamp"][:]) > 0) and list(f.attrs["joint_names"])[0] == "shoulder_pan"
+        chunks = read_chunks(f)  # the action chunks flushed with the frames survive too, whole
+        assert 9 <= len(chunks) <= 10 and all(c.actions.shape == (30, 6) for c in chunks)
+        assert [c.actions[0, 0] for c in chunks] == list(range(len(chunks)))
     with pytest.raises(NsmError, match="not a .partial episode"):
         recover(recovered)
 

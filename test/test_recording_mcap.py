@@ -9,7 +9,7 @@ from mcap_ros2.decoder import DecoderFactory
 from rosbags.highlevel import AnyReader
 
 from nsm.errors import NsmError
-from nsm.recording.background import EpisodeFrame
+from nsm.recording.background import ChunkRecord, EpisodeFrame
 from nsm.recording.mcap_writer import McapEpisodeWriter
 
 FRAMES = 12
@@ -26,8 +26,11 @@ def test_bag_round_trips_through_rosbags_and_mcap(contract, tmp_path):
     written = frames(contract)
     writer = McapEpisodeWriter(tmp_path / "episode_0", contract, ["wrist"], start_ns=start, policy="test",
                                image_format="raw")
-    for frame in written:
+    chunks = [ChunkRecord(np.random.default_rng(k).normal(size=(5, 6)), k * 0.2, k * 0.2 + 0.031) for k in range(2)]
+    for i, frame in enumerate(written):
         writer.add_frame(frame)
+        if i % 6 == 0:
+            writer.add_chunk(chunks[i // 6])
     bag = writer.close(success=True)
     assert bag == tmp_path / "episode_0" and (bag / "metadata.yaml").is_file()
     assert yaml.safe_load((bag / "episode.yaml").read_text())["frames"] == FRAMES
@@ -38,7 +41,8 @@ def test_bag_round_trips_through_rosbags_and_mcap(contract, tmp_path):
     with AnyReader([bag]) as reader:
         for connection, stamp, raw in reader.messages():
             by_reader.setdefault(connection.topic, []).append((stamp, reader.deserialize(raw, connection.msgtype)))
-    assert set(by_reader) == {"/nsm/joint_states", "/nsm/joint_commands", "/nsm/camera/wrist/image_raw"}
+    assert set(by_reader) == {"/nsm/joint_states", "/nsm/joint_commands", "/nsm/camera/wrist/image_raw",
+                              "/nsm/action_chunk"}
 
     with open(next(bag.glob("*.mcap")), "rb") as f:
         by_mcap = {}
@@ -46,7 +50,14 @@ def test_bag_round_trips_through_rosbags_and_mcap(contract, tmp_path):
             by_mcap.setdefault(channel.topic, []).append((message.log_time, decoded))
 
     for topic in by_reader:
-        assert len(by_reader[topic]) == len(by_mcap[topic]) == FRAMES
+        assert len(by_reader[topic]) == len(by_mcap[topic]) == (2 if topic.endswith("action_chunk") else FRAMES)
+    for chunk, *read in zip(chunks, by_reader["/nsm/action_chunk"], by_mcap["/nsm/action_chunk"], strict=True):
+        for logged, msg in read:  # logged when it arrived, stamped with its observation, as policy_node does
+            assert logged == start + int(round(chunk.arrived * 1e9)) and list(msg.joint_names) == contract.joint_names
+            assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == start + int(round(chunk.observed * 1e9))
+            assert np.array_equal([p.positions for p in msg.points], chunk.actions)
+            offsets = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
+            assert np.allclose(offsets, np.arange(5) / contract.fps)
     for i, frame in enumerate(written):
         for source in (by_reader, by_mcap):
             stamp, state = source["/nsm/joint_states"][i]

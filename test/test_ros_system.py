@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 from helpers import Observer, launch, stop, wait_for
 from nsm.bringup import NodeLaunch, plan
 from nsm.camera.sim import SimCamera
+from nsm.recording.episodes import read_chunks
 from nsm.ros import convert
 from nsm.sim.scene import SimScene
 
@@ -143,10 +144,13 @@ def test_the_robot_runs_records_logs_and_holds_when_the_policy_dies(ros_env, tmp
             frames = f["action"].shape[0]
             assert frames >= 90  # 4 s at 30 Hz
             assert f["observations/images/wrist"].shape == (frames, cam.height, cam.width, 3)
+            chunks = read_chunks(f)  # the policy's action_chunk messages, each observed before it arrived
+        assert len(chunks) >= 2 and all(0 <= c.observed < c.arrived < 4.5 for c in chunks)
+        assert all(c.actions.shape[1] == len(contract.joints) for c in chunks)
         with Reader(tmp_path / "runs" / "episodes" / "episode_0") as bag:
             counts = {c.topic: c.msgcount for c in bag.connections}
         assert counts == {f"{NS}/joint_states": frames, f"{NS}/joint_commands": frames,
-                          f"{NS}/camera/wrist/image_raw/compressed": frames}
+                          f"{NS}/camera/wrist/image_raw/compressed": frames, f"{NS}/action_chunk": len(chunks)}
 
         # telemetry rows in PostgreSQL
         wait_for(lambda: telemetry_rows(pg_db, "systest") > 150, 60, procs, "joint_states rows in PostgreSQL")

@@ -57,6 +57,7 @@ ARGUMENTS = {
     "db_url": _from_schema(DbBridgeSettings, "db_url"),
     "robot_id": _from_schema(DbBridgeSettings, "robot_id"),
     "use_rviz": ("false", "start RViz with config/nsm.rviz"),
+    "view": ("false", "start view_node: the robot live in Rerun's web viewer (http://127.0.0.1:9090)"),
 }
 
 
@@ -113,6 +114,8 @@ def plan(**args: str) -> list[NodeLaunch]:
     if record:
         nodes.append(NodeLaunch("recorder_node", "recorder_node", {"cameras": cameras, "sim": sim}))
     nodes.append(NodeLaunch("db_bridge_node", "db_bridge_node", {"db_url": a["db_url"], "robot_id": a["robot_id"]}))
+    if _flag("view", a["view"]):
+        nodes.append(NodeLaunch("view_node", "view_node", {"cameras": cameras}))
     models = [m.strip() for m in a["models"].split(",") if m.strip()]
     if models:
         nodes.append(NodeLaunch("predictor_node", "predictor_node",

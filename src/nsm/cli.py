@@ -98,11 +98,25 @@ def _demo(config: Path | None = None, **options) -> None:
     given = {name: value for name, value in options.items() if value is not None}
     with one_line_errors():
         run = Demo(demo_config(config, **given))
-        with Progress(TextColumn("[bold]demo"), BarColumn(), MofNCompleteColumn(), TextColumn("control steps"),
-                      TimeRemainingColumn(), console=console, transient=True) as progress:
+    try:
+        if run.view_server is not None:
+            from nsm.viewer.server import web_url
+
+            Console().print(f"live view: {web_url(web_port=run.cfg.view_port, grpc_port=run.cfg.view_grpc_port)}",
+                            soft_wrap=True)
+        with one_line_errors(), Progress(TextColumn("[bold]demo"), BarColumn(), MofNCompleteColumn(),
+                                         TextColumn("control steps"), TimeRemainingColumn(), console=console,
+                                         transient=True) as progress:
             task = progress.add_task("run", total=run.total_steps)
             summary = run.run(on_step=lambda done: progress.update(task, completed=done))
-    _print_summary(summary)
+        _print_summary(summary)
+        if run.view_server is not None:
+            Console().print("the run is over; its live view stays up until Ctrl-C")
+            run.view_server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        run.close()
 
 
 def _demo_command():
@@ -117,7 +131,8 @@ def _demo_command():
                         {"db_url": "NSM_DB_URL"}),
         *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=own[name].default,
                             annotation=Annotated[kind, typer.Option(help=f"{own[name].description}.")])
-          for name, kind in (("seconds", float), ("episodes", int), ("bag_zstd", bool), ("render", str))),
+          for name, kind in (("seconds", float), ("episodes", int), ("bag_zstd", bool), ("render", str), ("view", bool),
+                             ("view_port", int), ("view_grpc_port", int))),
     ]
 
     def demo(**options) -> None:
@@ -510,9 +525,9 @@ def train(
     dataset: Annotated[Path, typer.Option(help="LeRobotDataset folder (e.g. runs/collect/lerobot from `nsm sim collect`).")],
     out: Annotated[Path, typer.Option(help="New folder for the trained policy (LeRobot layout) and training/ logs.")],
     repo_id: Annotated[str, typer.Option(help="The dataset's repo_id (as given when it was made).")] = "local/nsm_sim_pick_place",
-    preset: Annotated[str, typer.Option(help="cpu: small transformer, chunk 30, lr 1e-4, random-shift "
-                                             "augmentation, 8000 steps (~1 h on 2 cores at 96x128); full: LeRobot's "
-                                             "ACT defaults, 100k steps (a GPU).")] = "cpu",
+    preset: Annotated[str, typer.Option(help="cpu: small transformer, chunk 30, random-shift augmentation, "
+                                             "lr 1e-4 cosine-annealed, 12000 steps (~85 min on 2 cores at 96x128); "
+                                             "full: LeRobot's ACT defaults, 100k steps (a GPU).")] = "cpu",
     steps: Annotated[int | None, typer.Option(help="Training steps (default: the preset's).", min=1)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (default: the preset's).", min=1)] = None,
     device: Annotated[str, typer.Option(help="auto (cuda when there is one), cpu or cuda.")] = "auto",
@@ -582,14 +597,15 @@ def eval_policy(
                     f"inference p50 {r.inference_ms_p50} ms. {r.out}/eval.json, {r.sheet}")
 
 
-dataset_app = typer.Typer(help="Recorded episodes: inspect, plot, convert for training, recover after a crash.",
+dataset_app = typer.Typer(help="Recorded episodes: inspect, view, play, plot, convert for training or to bags, "
+                               "recover after a crash.",
                           no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
 
 
 @dataset_app.command("inspect")
 def dataset_inspect(
-    folder: Annotated[Path, typer.Argument(help="Folder of episode_<n>.hdf5 files (e.g. runs/demo).")],
+    folder: Annotated[Path, typer.Argument(help="Folder of episode_<n>.hdf5 files (e.g. runs/episodes).")],
     verify: Annotated[bool, typer.Option(help="Recompute each episode's SHA-256 (reads every frame).")] = False,
 ) -> None:
     """A table of the episodes in FOLDER: frames, duration, cameras, outcome, integrity."""
@@ -677,6 +693,111 @@ def dataset_plot(
                 Console().print(f"wrote {png}")
 
 
+@dataset_app.command("to-bag")
+def dataset_to_bag(
+    source: Annotated[Path, typer.Argument(help="An episode_<n>.hdf5, a folder of them, or a LeRobotDataset.")],
+    out: Annotated[Path, typer.Option(help="Folder for the bags (one episode_<n>/ each).")],
+    episode: Annotated[int | None, typer.Option(help="Only episode_<n>.")] = None,
+    bag_images: Annotated[str, typer.Option(help="jpeg: sensor_msgs/CompressedImage on image_raw/compressed; raw: "
+                                                 "sensor_msgs/Image rgb8 on image_raw (lossless, ~10x larger).")] = "jpeg",
+    zstd: Annotated[bool, typer.Option(help="Compress the MCAP chunks with zstd.")] = False,
+) -> None:
+    """Episodes as rosbag2 bags (MCAP storage) with standard messages, for `ros2 bag play`, RViz and Foxglove.
+
+    The same topics as `nsm demo --bag` records: /nsm/joint_states, /nsm/joint_commands,
+    /nsm/action_chunk and each camera; `nsm dataset from-bag` turns them back into episodes.
+    """
+    from nsm.app.datasets import to_bags
+    from nsm.recording.sources import find_episodes
+
+    with one_line_errors():
+        sources = find_episodes(source, episode)
+        with Progress(TextColumn("[bold]to-bag"), BarColumn(), MofNCompleteColumn(), TextColumn("episodes"),
+                      TimeRemainingColumn(), console=console, transient=True) as progress:
+            task = progress.add_task("to-bag", total=len(sources))
+            bags = to_bags(sources, out, bag_images, "zstd" if zstd else None, lambda _: progress.advance(task))
+    for bag in bags:
+        Console().print(f"wrote {bag}", soft_wrap=True)
+
+
+@dataset_app.command("play")
+def dataset_play(
+    source: Annotated[Path, typer.Argument(help="An episode_<n>.hdf5, a bag, a LeRobotDataset, or a folder of episodes.")],
+    episode: Annotated[int | None, typer.Option(help="Only episode_<n>.")] = None,
+    rate: Annotated[float, typer.Option(help="Playback speed: 2 plays twice as fast.")] = 1.0,
+    loop: Annotated[bool, typer.Option(help="Play again and again until Ctrl-C.")] = False,
+    namespace: Annotated[str, typer.Option(help="The robot's namespace (bringup's default).")] = "/nsm",
+) -> None:
+    """Publish recorded episodes on the robot's topics at their recorded pace, for RViz and rqt.
+
+    joint_states, joint_commands, camera/<cam>/image_raw and action_chunk, with the live
+    robot's QoS and stamps of now: `ros2 bag play` without rosbag2, for every format nsm
+    reads. Needs ROS 2's Python packages (`bash scripts/setup.sh --test`, or a ROS install).
+    """
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "nsm.ros.player", str(source), "--rate", str(rate),
+                                      "--namespace", namespace, *(["--episode", str(episode)] if episode is not None
+                                                                  else []), *(["--loop"] if loop else [])]))
+
+
+@dataset_app.command("view")
+def dataset_view(
+    source: Annotated[Path, typer.Argument(help="An episode_<n>.hdf5, a rosbag2 bag folder, or a folder of either "
+                                                "(e.g. runs/episodes).")],
+    episode: Annotated[int | None, typer.Option(help="Only episode_<n> of the folder.")] = None,
+    save: Annotated[Path | None, typer.Option(help="Write the recording(s) here and exit unless --web/--viewer: "
+                                                   "a .rrd file for one episode, a folder for several.")] = None,
+    web: Annotated[bool | None, typer.Option("--web/--viewer", help="Rerun's web viewer served on --host "
+                                             "(default without a display), or its native viewer.")] = None,
+    host: Annotated[str, typer.Option(help="Address the web viewer listens on (0.0.0.0: other machines too).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The web viewer's HTTP port.")] = 9090,
+    grpc_port: Annotated[int, typer.Option(help="The port the web viewer loads the recordings from.")] = 9876,
+) -> None:
+    """Review episodes in Rerun: every camera, each joint's state and command, and the action chunks
+    the policy predicted, on the recorded time axis.
+
+    Each episode becomes one Rerun recording (.rrd). Open one later with `rerun FILE.rrd`, or
+    share it. Examples:
+
+      nsm dataset view runs/episodes                    # shown now (web viewer on localhost without a display)
+      nsm dataset view runs/episodes --save runs/views  # one .rrd per episode, no viewer
+      nsm dataset view runs/episodes/episode_0 --web    # a rosbag2 bag recorded by `nsm demo --bag`
+    """
+    import signal
+    import tempfile
+
+    from nsm.app.view import has_display, save_views, show
+    from nsm.recording.sources import find_episodes
+    from nsm.viewer.server import web_url
+
+    with one_line_errors():
+        episodes = find_episodes(source, episode)
+    with tempfile.TemporaryDirectory(prefix="nsm-view-") as scratch:  # the recordings, unless --save keeps them
+        with one_line_errors(), Progress(TextColumn("[bold]view"), BarColumn(), MofNCompleteColumn(),
+                                         TextColumn("episodes"), TimeRemainingColumn(), console=console,
+                                         transient=True) as progress:
+            task = progress.add_task("view", total=len(episodes))
+            rrds = save_views(episodes, save or Path(scratch), on_episode=lambda _: progress.advance(task))
+        if save is not None:
+            for rrd in rrds:
+                Console().print(f"wrote {rrd}", soft_wrap=True)
+            if web is None:
+                return
+        web = not has_display() if web is None else web
+        viewer = show(rrds, web, host, port, grpc_port)
+        if web:
+            Console().print(f"Rerun web viewer: {web_url(host, port, grpc_port)} (Ctrl-C to stop)", soft_wrap=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped like Ctrl-C: the viewer goes too
+        try:
+            code = viewer.wait()
+        except KeyboardInterrupt:
+            code = 130
+        finally:
+            if viewer.poll() is None:
+                viewer.terminate()
+                viewer.wait()
+    raise typer.Exit(code)
+
+
 @dataset_app.command("recover")
 def dataset_recover(
     path: Annotated[Path, typer.Argument(help="An episode_<n>.hdf5.partial file, or a folder to recover every one in.")],
@@ -706,6 +827,8 @@ def _print_summary(s) -> None:
         table.add_row("policy", f"{s.chunks} chunks, inference p50 {float(np.median(s.inference_ms)):.2f} ms, "
                                 f"{s.empty_ticks} ticks held (empty queue)")
     table.add_row("safety", f"{s.rejected_commands} commands rejected")
+    if s.view_url:
+        table.add_row("live view", f"{s.view_url} ({s.view_dropped} ticks dropped by the view, none waited for)")
     t = s.telemetry
     table.add_row("telemetry rows", f"{t.written} written, {t.spooled} spooled, {t.dropped} dropped")
     table.add_row("database", s.db_url)

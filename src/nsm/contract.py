@@ -104,9 +104,14 @@ def load_contract(robot: str | Path = "so101") -> RobotContract:
         path = share_file(f"config/robots/{robot}.yaml")
     if not path.exists():
         raise NsmError(f"robot contract {path} does not exist (give a robot name or a .yaml path)")
+    return contract_from_yaml(path.read_text(), str(path))
+
+
+def contract_from_yaml(text: str, where: str = "robot contract") -> RobotContract:
+    """A contract from its YAML text (as stored beside recorded data); `where` names it in errors."""
     try:
-        return RobotContract.model_validate(yaml.safe_load(path.read_text()))
+        return RobotContract.model_validate(yaml.safe_load(text))
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise NsmError(f"robot contract {path}: {where}: {first['msg']}") from None
+        field = ".".join(str(p) for p in first["loc"])
+        raise NsmError(f"robot contract {where}: {field}: {first['msg']}") from None

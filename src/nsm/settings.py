@@ -179,8 +179,19 @@ class PredictorSettings(NodeSettings):
     db_url: str = Field("", description="store predictions in this database's `predictions` table (\"\" = don't)")
 
 
+class ViewSettings(NodeSettings):
+    node: ClassVar[str] = "view_node"
+    robot: str = Field("so101", description=ROBOT_HELP)
+    cameras: NameList = Field(["front", "wrist"], description="cameras shown, from the robot contract")
+    host: str = Field("127.0.0.1", description="address Rerun's web viewer and stream listen on (0.0.0.0: other "
+                                               "machines too)")
+    web_port: int = Field(9090, ge=1, le=65535, description="Rerun's web viewer (HTTP)")
+    grpc_port: int = Field(9876, ge=1, le=65535, description="the stream the web viewer (or `rerun --connect`) reads")
+
+
 NODES: dict[str, type[NodeSettings]] = {cls.node: cls for cls in (CameraSettings, ArmDriverSettings, PolicySettings,
-                                                                   RecorderSettings, DbBridgeSettings, PredictorSettings)}
+                                                                   RecorderSettings, DbBridgeSettings, PredictorSettings,
+                                                                   ViewSettings)}
 
 
 def yaml_text(cls: type[NodeSettings]) -> str:

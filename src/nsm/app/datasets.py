@@ -1,13 +1,18 @@
 """`nsm dataset ...`: the recorded episodes of a folder, listed, checked and gathered for the
-converters, through the one episode reader (nsm.recording.episodes)."""
+converters and viewers, through the one episode reader (nsm.recording.episodes and, for
+any recorded format, nsm.recording.sources)."""
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 
 from nsm.errors import NsmError
+from nsm.recording.bag_convert import episode_to_bag
 from nsm.recording.episodes import EpisodeInfo, episode_files, episode_info, frame_count
 from nsm.recording.hdf5_writer import sha256_of
+from nsm.recording.sources import EpisodeSource, is_bag, open_source
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,22 @@ def partial_episodes(source: Path) -> list[Path]:
     if not partials:
         raise NsmError(f"no *.hdf5.partial episodes in {source}")
     return partials
+
+
+def to_bags(sources: list[EpisodeSource], out: Path, image_format: str = "jpeg", compression: str | None = None,
+            on_episode: Callable[[Path], None] | None = None) -> list[Path]:
+    """Each episode as a bag `out/<episode>/`. Stamps start when the episode was recorded, as
+    far as the source says (the file's modification time minus the episode's length): RViz
+    and `ros2 bag play` then see times of the recording, not of the conversion."""
+    bags = []
+    for source in sources:
+        if source.index is None and is_bag(source.path):
+            raise NsmError(f"{source.path} is a bag already")
+        with open_source(source) as episode:
+            times = episode.joints["state"][0]
+            recorded_ns = int(os.stat(source.path).st_mtime_ns - (times[-1] - times[0]) * 1e9) if len(times) else 0
+            bags.append(episode_to_bag(episode, out / source.name, start_ns=recorded_ns, image_format=image_format,
+                                       compression=compression))
+        if on_episode is not None:
+            on_episode(bags[-1])
+    return bags

@@ -24,7 +24,7 @@ from nsm.contract import load_contract
 from nsm.control import ControlLoop, Tick
 from nsm.paths import prepare_out
 from nsm.policy.runtime import AsyncChunkRuntime
-from nsm.recording.background import EpisodeFrame
+from nsm.recording.background import ChunkRecord, EpisodeFrame
 from nsm.recording.episodes import next_episode_path
 from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
 from nsm.recording.mcap_writer import McapEpisodeWriter
@@ -55,6 +55,8 @@ class DemoSummary:
     bags: list[Path] = field(default_factory=list)
     successes: list[bool] = field(default_factory=list)  # the task check at the end, per episode
     success_steps: list[int | None] = field(default_factory=list)  # first step the check held, per episode
+    view_url: str = ""  # the live view (--view): Rerun's web viewer
+    view_dropped: int = 0  # ticks and chunks the live view had no room for (never waited for)
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.period_ms, q)) if len(self.period_ms) else float("nan")
@@ -88,6 +90,11 @@ class Demo:
         self.engine = connect(self.db_url)  # reachable and migrated, or one clear error before anything moves
         self.steps = int(round(cfg.seconds * self.contract.fps))
         self.scene = SimScene(self.contract, cfg.arm.seed)
+        self.view_server = None
+        if cfg.view:
+            from nsm.viewer.server import serve_live  # Rerun only when asked for
+
+            self.view_server = serve_live(cfg.view_port, cfg.view_grpc_port)
         p = cfg.policy
         if p.model_path:
             from nsm.policy.lerobot_policy import LeRobotChunkPolicy
@@ -111,6 +118,13 @@ class Demo:
         names = contract.joint_names
         cameras: list[Camera] = []
         episodes, bags, periods, latencies, successes, success_steps = [], [], [], [], [], []
+        view = None
+        if self.view_server is not None:
+            from nsm.viewer.live import LiveView
+            from nsm.viewer.server import grpc_url
+
+            view = LiveView(names, [s.name for s in self.specs], grpc_url(grpc_port=cfg.view_grpc_port), contract.period)
+        view_started = time.monotonic()
         chunks = empty = dropped = rejected = frames = 0
         try:
             camera_class = ProcessSimCamera if cfg.render == "process" else SimCamera
@@ -118,6 +132,9 @@ class Demo:
                 cameras.append(camera_class(scene, spec).start())
             for episode in range(cfg.episodes):
                 scene.reset(cfg.arm.seed + episode)
+                reset_at = time.monotonic()
+                for cam in cameras:  # the first observation must show the new world, not the last one's end
+                    cam.frame_after(reset_at)
                 merge_coeff = cfg.arm.merge_coeff if cfg.arm.merge_coeff >= 0 else None
                 runtime = AsyncChunkRuntime(self.policy, len(contract.joints), cfg.policy.threshold, cfg.arm.merge,
                                             merge_coeff).start()
@@ -144,10 +161,22 @@ class Demo:
                     if on_step is not None:
                         on_step(min(done + tick.step + 1, done + steps))
 
-                loop = ControlLoop(contract, arm, runtime, SafetyFilter(contract, arm.read().position), cameras,
-                                   [record, telemetry_sink(telemetry, names), progress])
+                sinks = [record, telemetry_sink(telemetry, names), progress] + ([view.tick] if view else [])
+                loop = ControlLoop(contract, arm, runtime, SafetyFilter(contract, arm.read().position), cameras, sinks)
+
+                def record_chunk(chunk: np.ndarray, obs, recorders=recorders, loop=loop) -> None:
+                    """On the policy worker: each chunk as it joins the queue, on the episode's time axis."""
+                    arrived = ChunkRecord(chunk, obs.step * contract.period, time.monotonic() - loop.stamp0)
+                    for writer in recorders:
+                        writer.add_chunk(arrived)
+                    if view:
+                        view.chunk(arrived.actions, arrived.observed, arrived.arrived)
+
+                runtime.on_chunk = record_chunk  # before the loop's first tick asks for a chunk
                 started_at = datetime.now(UTC)
                 success = None
+                if view:
+                    view.episode(time.monotonic() - view_started)
                 try:
                     loop.start(steps).join()
                     success = scene.success()
@@ -175,6 +204,20 @@ class Demo:
             for cam in cameras:
                 cam.stop()
             stats = telemetry.close()
+            if view:
+                view.close()
         shown = make_url(self.db_url).render_as_string(hide_password=True)
-        return DemoSummary(episodes, frames, 1e3 * np.array(periods), camera_fps, camera_dropped, 1e3 * np.array(latencies),
-                           chunks, empty, dropped, rejected, stats, shown, bags, successes, success_steps)
+        summary = DemoSummary(episodes, frames, 1e3 * np.array(periods), camera_fps, camera_dropped,
+                              1e3 * np.array(latencies), chunks, empty, dropped, rejected, stats, shown, bags, successes,
+                              success_steps)
+        if view:
+            from nsm.viewer.server import web_url
+
+            summary.view_url, summary.view_dropped = web_url(web_port=cfg.view_port, grpc_port=cfg.view_grpc_port), view.dropped
+        return summary
+
+    def close(self) -> None:
+        """Stop the live view's server (the run's view stays up until then)."""
+        if self.view_server is not None:
+            self.view_server.terminate()
+            self.view_server.wait()

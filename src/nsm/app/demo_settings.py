@@ -25,6 +25,10 @@ class DemoConfig(BaseModel):
     bag_zstd: bool = Field(False, description="zstd-compress the bag's MCAP chunks")
     render: Literal["process", "thread"] = Field("process", description="sim cameras render in their own processes, "
                                                                         "or on threads of this one")
+    view: bool = Field(False, description="stream the run live to Rerun's web viewer on localhost (the URL is printed; "
+                                          "it stays up after the run until Ctrl-C)")
+    view_port: int = Field(9090, ge=1, le=65535, description="the live view's web viewer port (HTTP)")
+    view_grpc_port: int = Field(9876, ge=1, le=65535, description="the port the web viewer streams the run from")
 
 
 # `nsm demo` option -> (section of DemoConfig, its field): the CLI builds these options from the schema

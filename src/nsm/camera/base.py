@@ -28,6 +28,7 @@ class Camera:
     def __init__(self, name: str, width: int, height: int, fps: float):
         self.name, self.width, self.height, self.fps = name, width, height, fps
         self._latest: Frame | None = None
+        self._new_frame = threading.Condition()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -56,6 +57,17 @@ class Camera:
 
     def latest(self) -> Frame | None:
         return self._latest
+
+    def frame_after(self, stamp: float, timeout: float = 5.0) -> Frame:
+        """The newest frame once one was captured after `stamp` (time.monotonic()): after a
+        simulated world is reset, the frames still held show the old one until then."""
+        with self._new_frame:
+            if not self._new_frame.wait_for(lambda: self._error is not None or (
+                    self._latest is not None and self._latest.stamp > stamp), timeout):
+                raise TimeoutError(f"camera {self.name}: no new frame within {timeout} s")
+            if self._error is not None:
+                raise self._error
+            return self._latest
 
     @property
     def measured_fps(self) -> float:
@@ -90,15 +102,19 @@ class Camera:
             while not self._stop.is_set():
                 stamp = time.monotonic()
                 image = self._capture()
-                self._latest = Frame(image, stamp, self.frames)
+                with self._new_frame:
+                    self._latest = Frame(image, stamp, self.frames)
+                    self._new_frame.notify_all()
                 if self.frames == 0:
                     self._started_at = stamp
                     self._ready.set()
                 self.frames += 1
                 next_due = max(next_due + period, time.monotonic())
                 self._stop.wait(next_due - time.monotonic())
-        except BaseException as exc:  # surfaced by start() or seen as a stalled stream
-            self._error = exc
+        except BaseException as exc:  # surfaced by start() / frame_after(), or seen as a stalled stream
+            with self._new_frame:
+                self._error = exc
+                self._new_frame.notify_all()
             self._ready.set()
         finally:
             self._close()

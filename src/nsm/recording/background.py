@@ -1,7 +1,8 @@
 """What every episode format shares: frames handed over without blocking, written on a thread.
 
-The control loop calls `add_frame`, which only enqueues (a full queue drops the frame and
-counts it in `dropped`). A writer thread calls the format's `_append`; an error there
+The control loop calls `add_frame` (and the policy's side `add_chunk`), which only enqueue (a
+full queue drops the item and counts it in `dropped`). A writer thread calls the format's
+`_append` / `_append_chunk`; an error there
 (unwritable path, I/O error) stops writing and is raised by `close()`, while the robot
 keeps running. `close()` drains the queue and calls the format's `_finish`.
 
@@ -29,6 +30,18 @@ class EpisodeFrame:
     timestamp: float  # seconds since the episode started
 
 
+@dataclass(frozen=True)
+class ChunkRecord:
+    """An action chunk as the recorder saw it arrive: what the policy predicted, for which
+    moment, and when it got there. `arrived - observed` is the chunk's latency as the arm
+    sees it (inference plus hand-over); its first `arrived - observed` seconds were already
+    in the past when it arrived."""
+
+    actions: np.ndarray  # (L, joints): one action per control period from `observed` on
+    observed: float  # seconds since the episode started: the observation it was predicted from
+    arrived: float  # seconds since the episode started: when it was handed to the queue / received
+
+
 MIN_FREE_BYTES = 256 * 2**20  # stop recording with this much left on the disk
 
 
@@ -40,8 +53,9 @@ class BackgroundEpisodeWriter:
     path: Path  # the episode's final path; subclasses set it before `_start()`
 
     def __init__(self, queue_size: int = 256, min_free_bytes: int = MIN_FREE_BYTES):
-        self._queue: queue.Queue[EpisodeFrame | None] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[EpisodeFrame | ChunkRecord | None] = queue.Queue(maxsize=queue_size)
         self.frames = 0
+        self.chunks = 0
         self.dropped = 0
         self.error: BaseException | None = None
         self.min_free_bytes = min_free_bytes
@@ -52,6 +66,9 @@ class BackgroundEpisodeWriter:
         self._thread.start()
 
     def _append(self, frame: EpisodeFrame) -> None:
+        raise NotImplementedError
+
+    def _append_chunk(self, chunk: ChunkRecord) -> None:
         raise NotImplementedError
 
     def _finish(self, success: bool | None) -> Path:
@@ -65,8 +82,15 @@ class BackgroundEpisodeWriter:
         """Enqueue one frame without blocking; False (and counted) if the queue is full.
 
         `block=True` waits for room instead: for converters and benchmarks, never the control loop."""
+        return self._put(frame, block)
+
+    def add_chunk(self, chunk: ChunkRecord, block: bool = False) -> bool:
+        """Enqueue one action chunk, like a frame (a full queue drops it, counted in `dropped`)."""
+        return self._put(chunk, block)
+
+    def _put(self, item: EpisodeFrame | ChunkRecord, block: bool) -> bool:
         try:
-            self._queue.put(frame, block=block)
+            self._queue.put(item, block=block)
             return True
         except queue.Full:
             self.dropped += 1
@@ -77,6 +101,16 @@ class BackgroundEpisodeWriter:
         self._queue.put(None)
         self._thread.join()
         return self._finish(success)
+
+    def discard(self) -> None:
+        """Stop writing and delete the unfinished episode: for a converter whose input failed
+        half way (a recorder closes instead: what it recorded is kept)."""
+        self._queue.put(None)
+        self._thread.join()
+        self._discard()
+
+    def _discard(self) -> None:
+        raise NotImplementedError
 
     def _failed(self, where: Path) -> NsmError:
         return NsmError(f"recording stopped at frame {self.frames} of episode {where}: {self.error}; free disk space "
@@ -89,11 +123,15 @@ class BackgroundEpisodeWriter:
                            "kept in reserve")
 
     def _drain(self) -> None:
-        while (frame := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
             if self.error is None:
                 try:
                     self._check_disk()
-                    self._append(frame)
-                    self.frames += 1
+                    if isinstance(item, ChunkRecord):
+                        self._append_chunk(item)
+                        self.chunks += 1
+                    else:
+                        self._append(item)
+                        self.frames += 1
                 except Exception as exc:  # stop writing, keep the robot running
                     self.error = exc

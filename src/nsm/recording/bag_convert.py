@@ -1,4 +1,5 @@
-"""A rosbag2 bag (MCAP or SQLite storage) -> an HDF5 episode at the control rate.
+"""rosbag2 bags <-> episodes. A bag (MCAP or SQLite storage) -> an HDF5 episode at the
+control rate; any episode (HDF5, LeRobotDataset) -> a bag with the topics nsm's recorder writes.
 
 Bags hold each stream at its own rate and jitter (cameras slower than the arm, messages
 late). The episode is resampled on a fixed clock at the contract's fps, from the first to
@@ -17,8 +18,10 @@ import yaml
 from nsm import image_codec
 from nsm.contract import RobotContract, load_contract
 from nsm.errors import NsmError
-from nsm.recording.background import EpisodeFrame
+from nsm.recording.background import ChunkRecord, EpisodeFrame
+from nsm.recording.episodes import EpisodeStreams
 from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
+from nsm.recording.mcap_writer import McapEpisodeWriter
 
 
 @dataclass
@@ -33,12 +36,15 @@ def _stamp(msg) -> int:
 
 
 def _read(bag: Path, names: list[str]) -> dict[str, tuple[np.ndarray, list]]:
-    """topic suffix ('joint_states', 'joint_commands', 'camera/<cam>') -> (stamps ns, values)."""
+    """topic suffix ('joint_states', 'joint_commands', 'camera/<cam>', 'action_chunk') -> (stamps ns, values);
+    an action chunk's value is (actions, ns when it was logged: its arrival)."""
     from rosbags.highlevel import AnyReader
 
     streams: dict[str, tuple[list, list]] = {}
+    if not (bag / "metadata.yaml").is_file():
+        raise NsmError(f"{bag} is not a rosbag2 bag (no metadata.yaml); give the bag's folder")
     with AnyReader([bag]) as reader:
-        for connection, _, raw in reader.messages():
+        for connection, logged, raw in reader.messages():
             topic = connection.topic
             if topic.endswith("/joint_states") or topic.endswith("/joint_commands"):
                 key = topic.rsplit("/", 1)[1]
@@ -59,6 +65,12 @@ def _read(bag: Path, names: list[str]) -> dict[str, tuple[np.ndarray, list]]:
                     value = image_codec.decode_image(msg.data, msg.format)
                 except NsmError as exc:
                     raise NsmError(f"{topic}: {exc}") from None
+            elif topic.endswith("/action_chunk"):
+                key = "action_chunk"
+                msg = reader.deserialize(raw, connection.msgtype)
+                if list(msg.joint_names) != names:
+                    raise NsmError(f"{topic} has joints {list(msg.joint_names)}, the contract has {names}")
+                value = (np.array([p.positions for p in msg.points], float).reshape(len(msg.points), len(names)), logged)
             else:
                 continue
             stamps, values = streams.setdefault(key, ([], []))
@@ -78,14 +90,50 @@ def _nearest(stamps: np.ndarray, tick: int) -> tuple[int, float]:
     return best, abs(int(stamps[best]) - tick) / 1e9
 
 
+def _bag_contract(bag: Path, contract: RobotContract | None) -> RobotContract:
+    if contract is not None:
+        return contract
+    stored = bag / "robot_contract.yaml"
+    if not stored.is_file():
+        raise NsmError(f"{bag} has no robot_contract.yaml; pass the robot (e.g. --robot so101)")
+    return load_contract(stored)
+
+
+def _episode_yaml(bag: Path) -> dict:
+    """What nsm's recorder stores beside the bag (sim, policy, success), or nothing."""
+    return yaml.safe_load((bag / "episode.yaml").read_text()) if (bag / "episode.yaml").is_file() else {}
+
+
+def bag_streams(bag: Path, contract: RobotContract | None = None) -> EpisodeStreams:
+    """A bag as EpisodeStreams for the viewers: every stream at its own header stamps, not
+    resampled, in seconds since the first joint_states."""
+    contract = _bag_contract(bag, contract)
+    streams = _read(bag, contract.joint_names)
+    if "joint_states" not in streams:
+        raise NsmError(f"{bag} has no */joint_states topic; nothing to show")
+    t0 = int(streams["joint_states"][0][0])
+    joints = {kind: ((streams[key][0] - t0) / 1e9, np.array([position for position, _ in streams[key][1]]))
+              for key, kind in (("joint_states", "state"), ("joint_commands", "command")) if key in streams}
+    velocities = [velocity for _, velocity in streams["joint_states"][1]]
+    if all(len(v) == len(contract.joints) for v in velocities):
+        joints["velocity"] = (joints["state"][0], np.array(velocities))
+    cameras = {key.removeprefix("camera/"): ((stamps - t0) / 1e9, values)
+               for key, (stamps, values) in sorted(streams.items()) if key.startswith("camera/")}
+    meta = {"robot": contract.robot, "fps": str(contract.fps)} | {k: str(v) for k, v in _episode_yaml(bag).items()}
+    return EpisodeStreams(bag.name, contract.joint_names, joints, cameras, meta, _chunks(streams, t0), contract.period,
+                          contract)
+
+
+def _chunks(streams: dict, t0: int) -> list[ChunkRecord]:
+    stamps, values = streams.get("action_chunk", ([], []))
+    return [ChunkRecord(actions, (int(stamp) - t0) / 1e9, (logged - t0) / 1e9)
+            for stamp, (actions, logged) in zip(stamps, values, strict=True)]
+
+
 def bag_to_hdf5(bag: Path, out: Path, contract: RobotContract | None = None, max_skew: float = 0.05,
                 policy: str = "") -> BagConversion:
     """Write `out` (an episode_<n>.hdf5 path) from `bag`, resampled at the contract's fps."""
-    if contract is None:
-        stored = bag / "robot_contract.yaml"
-        if not stored.is_file():
-            raise NsmError(f"{bag} has no robot_contract.yaml; pass the robot (e.g. --robot so101)")
-        contract = load_contract(stored)
+    contract = _bag_contract(bag, contract)
     streams = _read(bag, contract.joint_names)
     for needed in ("joint_states", "joint_commands"):
         if needed not in streams:
@@ -99,13 +147,17 @@ def bag_to_hdf5(bag: Path, out: Path, contract: RobotContract | None = None, max
     state_stamps = streams["joint_states"][0]
     period_ns = int(round(1e9 / contract.fps))
     ticks = range(int(state_stamps[0]), int(state_stamps[-1]) + 1, period_ns)
-    episode = yaml.safe_load((bag / "episode.yaml").read_text()) if (bag / "episode.yaml").is_file() else {}
+    episode = _episode_yaml(bag)
     writer = Hdf5EpisodeWriter(out, contract, cameras, sim=bool(episode.get("sim", False)),
                                policy=policy or str(episode.get("policy", "")), queue_size=len(ticks) + 1)
+    for chunk in _chunks(streams, ticks[0]):
+        writer.add_chunk(chunk, block=True)
     skipped = 0
     for tick in ticks:
         picked, worst = {}, 0.0
         for key, (stamps, values) in streams.items():
+            if key == "action_chunk":
+                continue  # events, not a stream sampled at each tick
             index, skew = _nearest(stamps, tick)
             picked[key], worst = values[index], max(worst, skew)
         if worst > max_skew:
@@ -117,3 +169,34 @@ def bag_to_hdf5(bag: Path, out: Path, contract: RobotContract | None = None, max
                                       (tick - ticks[0]) / 1e9), block=True)  # a converter waits; it never drops
     path = writer.close(success=episode.get("success"))
     return BagConversion(path, writer.frames, skipped)
+
+
+def episode_to_bag(episode: EpisodeStreams, out: Path, *, start_ns: int, namespace: str = "/nsm",
+                   image_format: str = "jpeg", compression: str | None = None) -> Path:
+    """Write `episode` as the bag `out` (an episode_<n> folder), frame by frame with the
+    recorder's writer (the same topics and messages as `nsm demo --bag`), its action chunks
+    too; stamps are `start_ns` plus the recorded times. Complete, or nothing at `out`."""
+    if episode.contract is None:
+        raise NsmError(f"{episode.name}: no robot contract recorded with it; nsm knows robots by contract "
+                       "(config/robots/*.yaml)")
+    if out.exists():
+        raise NsmError(f"{out} already exists; choose a new folder for the bag")
+    times, state = episode.joints["state"]
+    command = episode.joints["command"][1]
+    velocity = episode.joints.get("velocity", (times, np.zeros_like(state)))[1]
+    if len(command) != len(times) or any(len(frames) != len(times) for _, frames in episode.cameras.values()):
+        raise NsmError(f"{episode.name}: its streams are not one frame per control tick; convert it to HDF5 first "
+                       "(`nsm dataset from-bag`)")
+    writer = McapEpisodeWriter(out, episode.contract, list(episode.cameras), start_ns=start_ns, namespace=namespace,
+                               policy=episode.meta.get("policy", ""), image_format=image_format, compression=compression)
+    try:
+        for chunk in episode.chunks:
+            writer.add_chunk(chunk, block=True)
+        for i, t in enumerate(times):
+            images = {camera: frames[i] for camera, (_, frames) in episode.cameras.items()}
+            writer.add_frame(EpisodeFrame(state[i], velocity[i], command[i], images, float(t)), block=True)
+    except BaseException:
+        writer.discard()
+        raise
+    success = {"True": True, "False": False}.get(episode.meta.get("success", ""))
+    return writer.close(success=success)

@@ -8,6 +8,10 @@ ALOHA converter read a folder of them unchanged):
     /observations/images/<cam>    (T, H, W, 3) uint8, one chunk per frame
     /action                       (T, n) float64
     /timestamp                    (T,)   float64, seconds since the episode started
+    /chunks/actions               (M, n) float64, every action chunk received, one after the other
+    /chunks/length                (K,)   int32, actions in each chunk (chunk k: rows sum(length[:k]) on)
+    /chunks/observed, /chunks/arrived  (K,) float64, seconds: the observation it was predicted from,
+                                  and when it arrived (arrived - observed: its latency as the arm saw it)
     attrs: sim, fps, robot, joint_names, policy, success, contract (YAML), frames
 
 Frames are written off the control path (BackgroundEpisodeWriter). The writer thread appends
@@ -26,9 +30,10 @@ import numpy as np
 
 from nsm.contract import RobotContract
 from nsm.errors import NsmError
-from nsm.recording.background import MIN_FREE_BYTES, BackgroundEpisodeWriter, EpisodeFrame
+from nsm.recording.background import MIN_FREE_BYTES, BackgroundEpisodeWriter, ChunkRecord, EpisodeFrame
 
 DATASETS = ["observations/qpos", "observations/qvel", "action", "timestamp"]  # then images/<cam>, in order
+CHUNK_DATASETS = ["chunks/actions", "chunks/length", "chunks/observed", "chunks/arrived"]  # not in the checksum
 
 
 COMPRESSIONS = (None, "lzf")
@@ -88,6 +93,10 @@ class Hdf5EpisodeWriter(BackgroundEpisodeWriter):
         self.partial.rename(self.path)
         return self.path
 
+    def _discard(self) -> None:
+        self._file.close()
+        self.partial.unlink(missing_ok=True)
+
     def _create_datasets(self) -> None:
         n = len(self._contract.joints)
         f = self._file
@@ -95,6 +104,10 @@ class Hdf5EpisodeWriter(BackgroundEpisodeWriter):
         for name in ("observations/qpos", "observations/qvel", "action"):
             f.create_dataset(name, (0, n), maxshape=(None, n), dtype="f8", chunks=(256, n))
         f.create_dataset("timestamp", (0,), maxshape=(None,), dtype="f8", chunks=(256,))
+        f.create_dataset("chunks/actions", (0, n), maxshape=(None, n), dtype="f8", chunks=(1024, n))
+        f.create_dataset("chunks/length", (0,), maxshape=(None,), dtype="i4", chunks=(256,))
+        for name in ("chunks/observed", "chunks/arrived"):
+            f.create_dataset(name, (0,), maxshape=(None,), dtype="f8", chunks=(256,))
         for cam in self._cameras:
             spec = self._contract.camera(cam)
             shape = (spec.height, spec.width, 3)
@@ -113,3 +126,17 @@ class Hdf5EpisodeWriter(BackgroundEpisodeWriter):
             self._digest.update(np.asarray(value, dtype=ds.dtype).tobytes())
         if (t + 1) % self._flush_every == 0:
             f.flush()
+
+    def _append_chunk(self, chunk: ChunkRecord) -> None:
+        """Actions first, then the chunk's row: a crash between them leaves no row pointing past the actions."""
+        f, actions = self._file, np.asarray(chunk.actions, float)
+        _extend(f["chunks/actions"], actions)
+        for name, value in (("chunks/length", len(actions)), ("chunks/observed", chunk.observed),
+                            ("chunks/arrived", chunk.arrived)):
+            _extend(f[name], np.asarray([value]))
+
+
+def _extend(ds: h5py.Dataset, rows: np.ndarray) -> None:
+    n = ds.shape[0]
+    ds.resize(n + len(rows), axis=0)
+    ds[n:] = rows

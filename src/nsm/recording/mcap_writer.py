@@ -4,6 +4,9 @@
     /<ns>/joint_commands            sensor_msgs/msg/JointState   action (the command sent)
     /<ns>/camera/<cam>/image_raw    sensor_msgs/msg/Image (rgb8), or with `image_format="jpeg"`
     /<ns>/camera/<cam>/image_raw/compressed  sensor_msgs/msg/CompressedImage (image_transport's name)
+    /<ns>/action_chunk              trajectory_msgs/msg/JointTrajectory, as policy_node publishes it:
+                                    stamped with its observation's time, point i at i control periods,
+                                    logged when it arrived
 
 `compression="zstd"` compresses the MCAP chunks (rosbag2's "storage" compression).
 
@@ -12,6 +15,7 @@ Foxglove and the `mcap` reader open the bag. The bag is written inside
 `episode_<n>.partial/` and moved out by `close()`; beside the bag files it holds `robot_contract.yaml` and
 `episode.yaml` (frames, outcome).
 """
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +26,13 @@ from rosbags.typesys import Stores, get_typestore
 from nsm import image_codec
 from nsm.contract import RobotContract
 from nsm.errors import NsmError
-from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
+from nsm.recording.background import BackgroundEpisodeWriter, ChunkRecord, EpisodeFrame
 from nsm.settings import BAG_IMAGE_FORMATS
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
+TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
 COMPRESSIONS = (None, "zstd")
 
 
@@ -58,6 +63,7 @@ class McapEpisodeWriter(BackgroundEpisodeWriter):
         add = self._writer.add_connection
         self._state = add(f"{ns}/joint_states", JOINT_STATE, typestore=self._ts)
         self._command = add(f"{ns}/joint_commands", JOINT_STATE, typestore=self._ts)
+        self._chunk = add(f"{ns}/action_chunk", TRAJECTORY, typestore=self._ts)
         if self._jpeg:
             self._images = {cam: add(f"{ns}/camera/{cam}/image_raw/compressed", COMPRESSED, typestore=self._ts)
                             for cam in cameras}
@@ -92,6 +98,25 @@ class McapEpisodeWriter(BackgroundEpisodeWriter):
             msg = self._types[IMAGE](header=header, height=h, width=w, encoding="rgb8",
                                      is_bigendian=0, step=w * 3, data=np.ascontiguousarray(image).reshape(-1))
             write(connection, stamp, serialize(msg, IMAGE))
+
+    def _append_chunk(self, chunk: ChunkRecord) -> None:
+        t, period = self._types, 1.0 / self._contract.fps
+        points = []
+        for i, row in enumerate(np.asarray(chunk.actions, np.float64)):
+            offset = int(round(i * period * 1e9))
+            points.append(t["trajectory_msgs/msg/JointTrajectoryPoint"](
+                positions=row, velocities=np.zeros(0), accelerations=np.zeros(0), effort=np.zeros(0),
+                time_from_start=t["builtin_interfaces/msg/Duration"](sec=offset // 1_000_000_000,
+                                                                      nanosec=offset % 1_000_000_000)))
+        observed, arrived = (self._start_ns + int(round(s * 1e9)) for s in (chunk.observed, chunk.arrived))
+        msg = t[TRAJECTORY](header=self._header(observed), joint_names=list(self._names), points=points)
+        self._writer.write(self._chunk, arrived, self._ts.serialize_cdr(msg, TRAJECTORY))
+
+    def _discard(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            shutil.rmtree(self.partial.parent, ignore_errors=True)
 
     def _finish(self, success: bool | None) -> Path:
         self._writer.close()

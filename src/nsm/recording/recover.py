@@ -9,9 +9,10 @@ after the copy is complete.
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from nsm.errors import NsmError
-from nsm.recording.hdf5_writer import episode_datasets, sha256_of
+from nsm.recording.hdf5_writer import CHUNK_DATASETS, episode_datasets, sha256_of
 
 
 def recover(partial: Path) -> Path:
@@ -34,6 +35,14 @@ def recover(partial: Path) -> Path:
             ds = source[name]
             out.create_dataset(name, data=ds[:frames], maxshape=(None, *ds.shape[1:]), chunks=ds.chunks)
         out.attrs.update({"frames": frames, "recovered": True, "sha256": sha256_of(out, frames)})
+        if "chunks" in source:  # the chunks whose row and actions were both flushed
+            lengths = source["chunks/length"][:min(source[n].shape[0] for n in CHUNK_DATASETS[1:])]
+            complete = int(np.searchsorted(np.cumsum(lengths), source["chunks/actions"].shape[0], side="right"))
+            rows = int(lengths[:complete].sum())
+            for name in CHUNK_DATASETS:
+                ds = source[name]
+                out.create_dataset(name, data=ds[:rows if name == "chunks/actions" else complete],
+                                   maxshape=(None, *ds.shape[1:]), chunks=ds.chunks)
     tmp.rename(final)
     partial.unlink()
     return final

@@ -1,13 +1,17 @@
 """recorder_node: episodes from the live topics, started and stopped by service.
 
 One frame per `joint_commands` message (one per control tick): the command is the
-`action`, the newest `joint_states` the observation, the newest image of each camera the
-images. Each episode is an HDF5 file (`episode_<n>.hdf5`) and, with `bag: true`, a rosbag2
-MCAP bag of the same frames beside it (`episode_<n>/`), both written on their own threads.
+`action`, the `joint_states` of the same tick (same stamp) the observation, each camera's
+newest image taken by then the images (nsm.recording.pairing: topics arrive out of order).
+Every `action_chunk` is kept too, with when it was observed and when it arrived (the
+predicted trajectories a reviewer compares with what the arm did). Each episode is an HDF5
+file (`episode_<n>.hdf5`) and, with `bag: true`, a rosbag2 MCAP bag of the same frames
+beside it (`episode_<n>/`), both written on their own threads.
 Services `recorder/start_episode` and `recorder/stop_episode` (std_srvs/Trigger); the stop
 answer carries the paths and the episode's audit (frames, dropped, rate vs the contract).
 
 /diagnostics: recording or idle, per-stream input rates, frames written, frames dropped,
+commands left unpaired (no state or image at all),
 writer queue depth; WARN while a recording stream runs below 80% of the contract's rate.
 """
 from pathlib import Path
@@ -15,14 +19,16 @@ from pathlib import Path
 import numpy as np
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
 
 from nsm.contract import load_contract
 from nsm.errors import NsmError
 from nsm.paths import prepare_out
-from nsm.recording.background import BackgroundEpisodeWriter, EpisodeFrame
+from nsm.recording.background import BackgroundEpisodeWriter, ChunkRecord, EpisodeFrame
 from nsm.recording.episodes import next_episode_path
 from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
 from nsm.recording.mcap_writer import McapEpisodeWriter
+from nsm.recording.pairing import TickPairer
 from nsm.ros import convert
 from nsm.ros.node_main import COMMANDS_QOS, OK, SENSOR_QOS, WARN, ManagedNode, declare, main_for, publish_diagnostics, rate_values
 from nsm.settings import RecorderSettings
@@ -41,13 +47,13 @@ class RecorderNode(ManagedNode):
         self.cameras = [self.contract.camera(c).name for c in p.cameras]
         self.writers: list[BackgroundEpisodeWriter] = []  # HDF5 first, then the bag; empty: idle
         self.configured = self.active = False
-        self.state: JointState | None = None
-        self.images: dict[str, np.ndarray] = {}
         self.t0 = 0.0
+        self.pairer = TickPairer(self.cameras, self.t0)
         self.rates = {name: RateMeter() for name in ("joint_states", "joint_commands", *self.cameras)}
         self.recorded = RateMeter()
         self.create_subscription(JointState, "joint_states", self.on_state, COMMANDS_QOS)
         self.create_subscription(JointState, "joint_commands", self.on_command, COMMANDS_QOS)
+        self.create_subscription(JointTrajectory, "action_chunk", self.on_chunk, COMMANDS_QOS)
         for cam in self.cameras:
             self.create_subscription(Image, f"camera/{cam}/image_raw", lambda m, c=cam: self.on_image(c, m), SENSOR_QOS)
         self.create_service(Trigger, "recorder/start_episode", self.on_start)
@@ -58,10 +64,18 @@ class RecorderNode(ManagedNode):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_state(self, msg: JointState) -> None:
-        if convert.from_time(msg.header.stamp) < self.t0:
-            return  # measured before this episode began (still queued): not part of it
-        self.state = msg
         self.rates["joint_states"].tick(self.now())
+        stamp = convert.from_time(msg.header.stamp)
+        if not self.writers or stamp < self.t0:
+            return  # not recording, or measured before this episode began (still queued): not part of it
+        try:
+            position = convert.msg_to_positions(msg, self.names)
+        except NsmError as exc:
+            self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
+            return
+        velocity = np.asarray(msg.velocity, float) if len(msg.velocity) == len(self.names) else np.zeros(len(self.names))
+        self.pairer.state(stamp, position, velocity)
+        self._write(self.pairer.frames(self.now()))
 
     def on_image(self, camera: str, msg: Image) -> None:
         try:
@@ -70,24 +84,41 @@ class RecorderNode(ManagedNode):
             self.get_logger().warning(f"camera {camera}: {exc}", throttle_duration_sec=5.0)
             return
         self.rates[camera].tick(self.now())
-        if convert.from_time(msg.header.stamp) >= self.t0:  # not one taken before this episode began (still
-            self.images[camera] = image                     # queued): it may show the world as it was
+        stamp = convert.from_time(msg.header.stamp)
+        if self.writers and stamp >= self.t0:  # not one taken before this episode began (still queued): it
+            self.pairer.image(camera, stamp, image)  # may show the world as it was
+            self._write(self.pairer.frames(self.now()))
 
     def on_command(self, msg: JointState) -> None:
         self.rates["joint_commands"].tick(self.now())
-        if not self.writers or self.state is None or set(self.images) != set(self.cameras):
+        if not self.writers:
             return
         try:
-            qpos = convert.msg_to_positions(self.state, self.names)
             action = convert.msg_to_positions(msg, self.names)
         except NsmError as exc:
             self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
             return
-        stamp = convert.from_time(msg.header.stamp)
-        frame = EpisodeFrame(qpos, np.asarray(self.state.velocity, float), action, dict(self.images), stamp - self.t0)
+        self.pairer.command(convert.from_time(msg.header.stamp), action, self.now())
+        self._write(self.pairer.frames(self.now()))
+
+    def _write(self, frames: list[EpisodeFrame]) -> None:
+        for frame in frames:
+            for writer in self.writers:
+                writer.add_frame(frame)
+            self.recorded.tick(self.now())
+
+    def on_chunk(self, msg: JointTrajectory) -> None:
+        if not self.writers:
+            return
+        try:
+            stamp, _, positions = convert.msg_to_chunk(msg, self.names)
+        except NsmError as exc:
+            self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
+            return
+        if stamp < self.t0:
+            return  # predicted from an observation before this episode began
         for writer in self.writers:
-            writer.add_frame(frame)
-        self.recorded.tick(self.now())
+            writer.add_chunk(ChunkRecord(positions, stamp - self.t0, self.now() - self.t0))
 
     def configure(self) -> None:
         prepare_out(Path(self.p.out))
@@ -115,7 +146,7 @@ class RecorderNode(ManagedNode):
         self.t0 = self.now()
         # frames pair commands with inputs taken from here on: the last frame before the start
         # may show another world (the sim reset between episodes) or a moment long gone
-        self.state, self.images = None, {}
+        self.pairer = TickPairer(self.cameras, self.t0)
         path = next_episode_path(Path(self.p.out))
         try:
             self.writers = [Hdf5EpisodeWriter(path, self.contract, self.cameras, sim=self.p.sim, policy=self.p.policy,
@@ -137,6 +168,7 @@ class RecorderNode(ManagedNode):
             response.success, response.message = False, "not recording"
             return response
         seconds = self.now() - self.t0
+        self._write(self.pairer.frames(self.now(), force=True))  # commands still waiting for their inputs
         writers, self.writers = self.writers, []
         paths, errors = self._close_all(writers)
         frames = writers[0].frames
@@ -168,6 +200,7 @@ class RecorderNode(ManagedNode):
         if not self.writers:
             return OK, "idle", values
         values |= {"frames": self.writers[0].frames, "dropped": max(w.dropped for w in self.writers),
+                   "unpaired_commands": self.pairer.unpaired,
                    "queue_depth": max(w.queue_depth for w in self.writers), **rate_values({"recorded": self.recorded}, now)}
         slow = [name for name, meter in self.rates.items() if now - self.t0 > 2 and meter.rate(now) < 0.8 * self.contract.fps]
         if slow:
