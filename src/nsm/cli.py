@@ -525,9 +525,9 @@ def train(
     dataset: Annotated[Path, typer.Option(help="LeRobotDataset folder (e.g. runs/collect/lerobot from `nsm sim collect`).")],
     out: Annotated[Path, typer.Option(help="New folder for the trained policy (LeRobot layout) and training/ logs.")],
     repo_id: Annotated[str, typer.Option(help="The dataset's repo_id (as given when it was made).")] = "local/nsm_sim_pick_place",
-    preset: Annotated[str, typer.Option(help="cpu: small transformer, chunk 30, random-shift augmentation, "
-                                             "lr 1e-4 cosine-annealed, 12000 steps (~85 min on 2 cores at 96x128); "
-                                             "full: LeRobot's ACT defaults, 100k steps (a GPU).")] = "cpu",
+    preset: Annotated[str, typer.Option(help="cpu: small transformer, chunk 30, lr 1e-4, random-shift "
+                                             "augmentation, 8000 steps (~1 h on 2 cores at 96x128); full: LeRobot's "
+                                             "ACT defaults, 100k steps (a GPU).")] = "cpu",
     steps: Annotated[int | None, typer.Option(help="Training steps (default: the preset's).", min=1)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (default: the preset's).", min=1)] = None,
     device: Annotated[str, typer.Option(help="auto (cuda when there is one), cpu or cuda.")] = "auto",
