@@ -763,31 +763,32 @@ def dataset_view(
       nsm dataset view runs/episodes/episode_0 --web    # a rosbag2 bag recorded by `nsm demo --bag`
     """
     import signal
-    import tempfile
 
-    from nsm.app.view import has_display, save_views, show
+    from nsm.app.view import has_display, save_views, send_views, show
     from nsm.recording.sources import find_episodes
-    from nsm.viewer.server import web_url
+    from nsm.viewer.server import grpc_url, serve_live, web_url
 
     with one_line_errors():
         episodes = find_episodes(source, episode)
-    with tempfile.TemporaryDirectory(prefix="nsm-view-") as scratch:  # the recordings, unless --save keeps them
-        with one_line_errors(), Progress(TextColumn("[bold]view"), BarColumn(), MofNCompleteColumn(),
-                                         TextColumn("episodes"), TimeRemainingColumn(), console=console,
-                                         transient=True) as progress:
-            task = progress.add_task("view", total=len(episodes))
-            rrds = save_views(episodes, save or Path(scratch), on_episode=lambda _: progress.advance(task))
-        if save is not None:
-            for rrd in rrds:
-                Console().print(f"wrote {rrd}", soft_wrap=True)
-            if web is None:
-                return
-        web = not has_display() if web is None else web
-        viewer = show(rrds, web, host, port, grpc_port)
-        if web:
-            Console().print(f"Rerun web viewer: {web_url(host, port, grpc_port)} (Ctrl-C to stop)", soft_wrap=True)
+    rrds: list[Path] = []
+    if save is not None:
+        with one_line_errors(), _progress("view", len(episodes), "episodes") as advance:
+            rrds = save_views(episodes, save, on_episode=lambda _: advance())
+        for rrd in rrds:
+            Console().print(f"wrote {rrd}", soft_wrap=True)
+        if web is None:
+            return
+    web = not has_display() if web is None else web
+    if not web and not rrds:
+        raise typer.Exit(_native_viewer(episodes))
+    with one_line_errors():
+        viewer = serve_live(port, grpc_port, host) if web else show(rrds)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped like Ctrl-C: the viewer goes too
         try:
+            if web:
+                with _progress("send", len(episodes), "episodes") as advance:
+                    send_views(episodes, grpc_url(host, grpc_port), on_episode=lambda _: advance())
+                Console().print(f"Rerun web viewer: {web_url(host, port, grpc_port)} (Ctrl-C to stop)", soft_wrap=True)
             code = viewer.wait()
         except KeyboardInterrupt:
             code = 130
@@ -796,6 +797,32 @@ def dataset_view(
                 viewer.terminate()
                 viewer.wait()
     raise typer.Exit(code)
+
+
+def _native_viewer(episodes) -> int:
+    """The native viewer on recordings written to a scratch folder for it."""
+    import tempfile
+
+    from nsm.app.view import save_views, show
+
+    with tempfile.TemporaryDirectory(prefix="nsm-view-") as scratch:
+        with one_line_errors():
+            rrds = save_views(episodes, Path(scratch))
+        viewer = show(rrds)
+        try:
+            return viewer.wait()
+        except KeyboardInterrupt:
+            viewer.terminate()
+            return viewer.wait()
+
+
+@contextmanager
+def _progress(label: str, total: int, unit: str):
+    """A transient progress bar on stderr; yields `advance()`."""
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                  TimeRemainingColumn(), console=console, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda: progress.advance(task)
 
 
 @dataset_app.command("recover")

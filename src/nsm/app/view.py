@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nsm.errors import NsmError
 from nsm.recording.sources import EpisodeSource, open_source
-from nsm.viewer.rerun_log import save_episode
+from nsm.viewer.rerun_log import save_episode, send_episode
 from nsm.viewer.server import viewer_command
 
 
@@ -49,5 +49,16 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def show(rrds: list[Path], web: bool, host: str, web_port: int, grpc_port: int) -> subprocess.Popen:
-    return subprocess.Popen(viewer_command(rrds, web, host, web_port, grpc_port))
+def show(rrds: list[Path]) -> subprocess.Popen:
+    """The native viewer on the files."""
+    return subprocess.Popen(viewer_command(rrds, web=False))
+
+
+def send_views(episodes: list[EpisodeSource], url: str, on_episode: Callable[[str], None] | None = None) -> None:
+    """Each episode as its own recording, sent to the (live) Rerun server at `url`: the server
+    then needs no files (serving a file, Rerun 0.41's server keeps a core busy while idle)."""
+    for source in episodes:
+        with open_source(source) as episode:
+            send_episode(episode, url)
+        if on_episode is not None:
+            on_episode(source.name)

@@ -97,10 +97,19 @@ def _metadata(episode: EpisodeStreams) -> str:
 
 def save_episode(episode: EpisodeStreams, path, on_frame: Callable[[], None] | None = None) -> None:
     """`episode` as its own recording in the .rrd file `path`, with the default layout."""
+    _emit(episode, lambda rec, blueprint: rec.save(path, default_blueprint=blueprint), on_frame)
+
+
+def send_episode(episode: EpisodeStreams, url: str, on_frame: Callable[[], None] | None = None) -> None:
+    """`episode` as its own recording, sent to the Rerun server at `url` (rerun+http://.../proxy)."""
+    _emit(episode, lambda rec, blueprint: rec.connect_grpc(url, default_blueprint=blueprint), on_frame)
+
+
+def _emit(episode: EpisodeStreams, open_sink, on_frame: Callable[[], None] | None) -> None:
     rec = rr.RecordingStream(APPLICATION, recording_id=episode.name)
-    rec.set_log_time_enabled(False)  # recorded time is the axis; when this file was written is not
+    rec.set_log_time_enabled(False)  # recorded time is the axis; when this was sent is not
     rec.set_log_tick_enabled(False)
-    rec.save(path, default_blueprint=layout(list(episode.cameras), episode.joint_names, bool(episode.chunks)))
+    open_sink(rec, layout(list(episode.cameras), episode.joint_names, bool(episode.chunks)))
     try:
         log_episode(rec, episode, on_frame)
     finally:
