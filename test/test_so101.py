@@ -163,10 +163,13 @@ def test_arm_driver_node_runs_the_real_driver_at_the_control_rate(ros_env, tmp_p
             assert all(s.torque for s in servos(chain))
             held = [s.goal for s in servos(chain)]
             assert held == pytest.approx([2048] * 5 + [held[-1]], abs=2)  # it holds where the arm is
-            # a real arm never publishes a simulated value: the measured voltage, the rest unknown
-            msg = battery[-1]
-            assert msg.voltage == pytest.approx(12.1, abs=1e-6) and np.isnan(msg.percentage) and np.isnan(msg.current)
-            assert msg.power_supply_status == BatteryState.POWER_SUPPLY_STATUS_UNKNOWN
+            # a real arm never publishes a simulated value: the measured voltage (or NaN for a reply
+            # that came back garbled, as one can on a loaded host), the rest unknown
+            volts = [m.voltage for m in battery]
+            assert any(v == pytest.approx(12.1, abs=1e-6) for v in volts), volts
+            assert all(np.isnan(v) or v == pytest.approx(12.1, abs=1e-6) for v in volts), volts
+            assert all(np.isnan(m.percentage) and np.isnan(m.current) for m in battery)
+            assert all(m.power_supply_status == BatteryState.POWER_SUPPLY_STATUS_UNKNOWN for m in battery)
             assert not cube and not observer.node.get_publishers_info_by_topic("/nsmtest/sim/cube_pose")
         finally:
             observer.close()
