@@ -55,7 +55,6 @@ class Player:
     def __init__(self, node):
         self.node = node
         self.pubs: dict[str, object] = {}
-        self.published = 0
 
     def topics(self, episode: EpisodeStreams) -> dict:
         """The publishers `episode` needs (made once per topic)."""
@@ -98,7 +97,6 @@ class Player:
             if delay > 0:
                 time.sleep(delay)
             pubs[event.topic].publish(message(episode, event, stamp))
-            self.published += 1
 
 
 def message(e: EpisodeStreams, event: Event, stamp_of):
