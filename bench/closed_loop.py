@@ -188,6 +188,7 @@ def main() -> None:
             "training": train, "augmentation": cfg["dataset"]["image_transforms"]["enable"],
             "optimizer_lr": cfg["policy"]["optimizer_lr"], "kl_weight": cfg["policy"]["kl_weight"],
             "lr_schedule": (cfg.get("scheduler") or {}).get("type", "constant"),
+            "backbone_norm": train.get("backbone_norm", "frozen (LeRobot's, never fitted: the identity)"),
             "onnxruntime": {k: e[k] for k in ("successes", "episodes", "success_rate", "wilson95", "seeds")}}
     print(json.dumps({k: results[k] for k in ("success_vs_steps", "latency_on_recorded_frames")}, indent=1))
     print(f"wrote {write_result('closed_loop', results)}")

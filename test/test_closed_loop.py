@@ -51,6 +51,29 @@ def test_training_leaves_a_policy_folder_nsm_loads_and_a_loss_curve(model, contr
     assert json.loads((training / "train.json").read_text())["steps"] == 4
 
 
+def test_the_backbone_learns_its_normalization_and_lerobots_own_act_loads_it(model):
+    """nsm.policy.lerobot_train_main: the from-scratch ResNet's BatchNorm learns during training
+    (LeRobot's frozen one, never fitted, is the identity); the checkpoint is LeRobot's ACT, whose
+    FrozenBatchNorm2d then applies the learned statistics as BatchNorm does in eval mode."""
+    import torch
+    from lerobot.policies.act.modeling_act import ACTPolicy
+    from torch import nn
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    stock = ACTPolicy.from_pretrained(model).model.backbone  # LeRobot's class, unpatched
+    norms = [m for m in stock.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert len(norms) == 20  # ResNet18: every BatchNorm of the backbone
+    for norm in norms:  # fitted to the training images, not the identity a frozen, unfitted one is
+        assert not torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
+        assert not torch.equal(norm.running_var, torch.ones_like(norm.running_var))
+    first = norms[0]
+    trained = nn.BatchNorm2d(first.weight.numel()).eval()
+    trained.load_state_dict({k: getattr(first, k) for k in ("weight", "bias", "running_mean", "running_var")},
+                            strict=False)
+    x = torch.randn(2, first.weight.numel(), 5, 7)
+    torch.testing.assert_close(first(x), trained(x), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_training_and_robot_paths_give_the_model_the_same_inputs_and_get_the_same_actions(collection, model, backend):
     """Train/serve parity on recorded frames, with the model's input (96x128) smaller than the

@@ -42,15 +42,27 @@ def test_bag_round_trips_through_rosbags_and_mcap(contract, tmp_path):
         for connection, stamp, raw in reader.messages():
             by_reader.setdefault(connection.topic, []).append((stamp, reader.deserialize(raw, connection.msgtype)))
     assert set(by_reader) == {"/nsm/joint_states", "/nsm/joint_commands", "/nsm/camera/wrist/image_raw",
-                              "/nsm/action_chunk"}
+                              "/nsm/action_chunk", "/nsm/robot_description", "/tf_static", "/tf"}
 
     with open(next(bag.glob("*.mcap")), "rb") as f:
         by_mcap = {}
         for _, channel, message, decoded in make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
             by_mcap.setdefault(channel.topic, []).append((message.log_time, decoded))
 
+    once = {"/nsm/robot_description": 1, "/tf_static": 1, "/nsm/action_chunk": 2}
     for topic in by_reader:
-        assert len(by_reader[topic]) == len(by_mcap[topic]) == (2 if topic.endswith("action_chunk") else FRAMES)
+        assert len(by_reader[topic]) == len(by_mcap[topic]) == once.get(topic, FRAMES)
+    # the arm's model for RViz and Foxglove: the URDF and the fixed links, latched as robot_state_publisher offers
+    # them (`ros2 bag play` offers them again), then every frame's moving links at its joint_states stamp
+    assert by_reader["/nsm/robot_description"][0][1].data.startswith("<?xml")
+    assert [t.child_frame_id for t in by_mcap["/tf_static"][0][1].transforms] == ["gripper_frame_link"]
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["topics_with_message_count"]
+    qos = {t["topic_metadata"]["name"]: t["topic_metadata"]["offered_qos_profiles"] for t in meta}
+    assert all((p[0]["durability"], p[0]["reliability"], p[0]["depth"]) == ("transient_local", "reliable", 1)
+               for p in (qos["/nsm/robot_description"], qos["/tf_static"]))
+    for (stamp, tf), state in zip(by_reader["/tf"], by_reader["/nsm/joint_states"], strict=True):
+        assert stamp == state[0] and len(tf.transforms) == 6
+        assert tf.transforms[0].header.frame_id == "base_link" and tf.transforms[0].child_frame_id == "shoulder_link"
     for chunk, *read in zip(chunks, by_reader["/nsm/action_chunk"], by_mcap["/nsm/action_chunk"], strict=True):
         for logged, msg in read:  # logged when it arrived, stamped with its observation, as policy_node does
             assert logged == start + int(round(chunk.arrived * 1e9)) and list(msg.joint_names) == contract.joint_names

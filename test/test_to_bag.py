@@ -48,7 +48,8 @@ def test_hdf5_to_bag_to_hdf5_keeps_every_frame_and_chunk(contract, tmp_path, ima
     by_rosbags, by_mcap = read_bag(bag)
     suffix = "image_raw" if images == "raw" else "image_raw/compressed"
     expected = {"/nsm/joint_states": FRAMES, "/nsm/joint_commands": FRAMES, "/nsm/action_chunk": 3,
-                **{f"/nsm/camera/{cam}/{suffix}": FRAMES for cam in CAMERAS}}
+                **{f"/nsm/camera/{cam}/{suffix}": FRAMES for cam in CAMERAS},
+                "/nsm/robot_description": 1, "/tf_static": 1, "/tf": FRAMES}  # RViz draws the arm from the bag
     assert {t: len(m) for t, m in by_rosbags.items()} == {t: len(m) for t, m in by_mcap.items()} == expected
 
     back = bag_to_hdf5(bag, tmp_path / "back" / "episode_0.hdf5")
@@ -92,6 +93,11 @@ def test_bag_to_hdf5_to_bag_gives_the_same_messages(contract, tmp_path):
                     assert np.array_equal([p.positions for p in ma.points], [p.positions for p in mb.points])
                 elif topic.endswith("image_raw"):
                     assert bytes(ma.data) == bytes(mb.data) and (ma.height, ma.width) == (mb.height, mb.width)
+                elif topic.endswith("robot_description"):
+                    assert ma.data == mb.data
+                elif topic.startswith("/tf"):
+                    assert [(t.child_frame_id, t.transform.rotation.w) for t in ma.transforms] == \
+                           [(t.child_frame_id, t.transform.rotation.w) for t in mb.transforms]
                 else:
                     assert list(ma.name) == list(mb.name) == contract.joint_names
                     assert np.array_equal(ma.position, mb.position) and np.array_equal(ma.velocity, mb.velocity)

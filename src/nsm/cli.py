@@ -3,6 +3,7 @@
 Bad input ends in one red line that names the fix and exit code 2; nothing here imports ROS.
 """
 import inspect
+import re
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -288,6 +289,29 @@ def db_upgrade(
     Console().print(f"database at revision {at}")
 
 
+@db_app.command("prune")
+def db_prune(
+    older_than: Annotated[str, typer.Option(help="Age of the telemetry to drop: 30d, 12h, 90m.")],
+    db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = DEFAULT_DB_URL,
+) -> None:
+    """Drop telemetry older than --older-than: on PostgreSQL whole day partitions (DROP TABLE:
+    instant, no vacuum), on SQLite the rows. Episodes and predictions are kept."""
+    from datetime import timedelta
+
+    from nsm.telemetry.db import connect
+    from nsm.telemetry.partitions import prune
+
+    with one_line_errors():
+        match = re.fullmatch(r"(\d+)([dhm])", older_than.strip())
+        if match is None:
+            raise NsmError(f"--older-than {older_than!r}: give a number and d, h or m (e.g. 30d)")
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[match[2]]
+        age = timedelta(**{unit: int(match[1])})
+        dropped, deleted = prune(connect(db_url), age)
+    Console().print(f"dropped {len(dropped)} day partitions ({', '.join(dropped) or 'none'}) and {deleted} rows "
+                    f"older than {older_than}")
+
+
 @telemetry_app.command("export")
 def telemetry_export(
     robot: Annotated[str, typer.Option(help="robot_id, e.g. EP01.")],
@@ -316,31 +340,106 @@ def telemetry_export(
     Console().print(f"wrote {rows} rows to {out}")
 
 
-@app.command()
+serve_app = typer.Typer(help="The fleet server: robots' telemetry in over HTTP (run it: `nsm serve`), and who may "
+                              "send it (`nsm serve token`).", invoke_without_command=True)
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.callback()
 def serve(
+    ctx: typer.Context,
     db_url: Annotated[str, typer.Option(help=DB_URL_HELP, envvar="NSM_DB_URL")] = "sqlite:///runs/server/telemetry.db",
-    token: Annotated[str, typer.Option(help="Bearer token robots must send.", envvar="NSM_INGEST_TOKEN")] = "",
+    token: Annotated[str, typer.Option(help="One bearer token any robot may use (the single-token setup); per-robot "
+                                            "tokens: `nsm serve token add --robot ID`.",
+                                       envvar="NSM_INGEST_TOKEN")] = "",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    spool: Annotated[Path, typer.Option(help="Server-side spool for rows that arrive while the database is "
-                                             "down.")] = Path("runs/server/spool"),
+    max_pending: Annotated[int, typer.Option(help="Rows waiting to be written past which batches get 429 (the "
+                                                  "robots keep them and send them again).")] = 200_000,
 ) -> None:
     """Run the telemetry ingest service (FastAPI): robots POST batches to /v1/telemetry.
 
-    Point a robot at it with `BACKEND_API_URL=http://server:8000` and `BACKEND_API_TOKEN`
-    (the db_bridge node's `db_url` parameter takes the http URL too). The schema is migrated
-    on start.
+    Give each robot its own token (`nsm serve token add --robot EP01`: it writes EP01's rows
+    only) and point the robot at the server with `BACKEND_API_URL=http://server:8000` and
+    `BACKEND_API_TOKEN` (the db_bridge node's `db_url` parameter takes the http URL too).
+    A batch is answered once committed (many robots' batches share one COPY); while the
+    database is down or the server is full the robots keep their rows and send them again.
+    The schema is migrated on start.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     import uvicorn
 
     from nsm.telemetry.db import connect
     from nsm.telemetry.ingest import create_app
+    from nsm.telemetry.tokens import active_tokens
 
     with one_line_errors():
-        if not token:
-            raise NsmError("the ingest service needs a token: --token or NSM_INGEST_TOKEN")
-        connect(db_url)
-    uvicorn.run(create_app(db_url, token, spool), host=host, port=port, log_level="warning")
+        if not token and active_tokens(connect(db_url)) == 0:
+            raise NsmError(f"no robot could send: add a token per robot (`nsm serve token add --robot ID --db-url "
+                           f"{db_url}`) or give one fleet-wide --token (NSM_INGEST_TOKEN)")
+    uvicorn.run(create_app(db_url, token, max_pending=max_pending), host=host, port=port, log_level="warning")
+
+
+token_app = typer.Typer(help="Per-robot and read-only tokens for `nsm serve`, stored hashed (shown once, when made).",
+                        no_args_is_help=True)
+serve_app.add_typer(token_app, name="token")
+SERVER_DB = Annotated[str, typer.Option("--db-url", help="The server's database (as `nsm serve --db-url`).",
+                                        envvar="NSM_DB_URL")]
+
+
+@token_app.command("add")
+def token_add(
+    db_url: SERVER_DB = "sqlite:///runs/server/telemetry.db",
+    robot: Annotated[str, typer.Option(help="The robot_id this token writes (only that one's rows).")] = "",
+    read_only: Annotated[bool, typer.Option(help="A token that writes nothing: dashboards and exports.")] = False,
+    name: Annotated[str, typer.Option(help="A label shown by `list` (default: the robot_id).")] = "",
+) -> None:
+    """Make a token and print it once (only its SHA-256 is stored): --robot ID or --read-only."""
+    from nsm.telemetry.db import connect
+    from nsm.telemetry.ingest import NAME
+    from nsm.telemetry.tokens import add_token
+
+    with one_line_errors():
+        if bool(robot) == read_only:
+            raise NsmError("say whose token it is: --robot ID (writes that robot's rows) or --read-only")
+        if robot and not re.fullmatch(NAME, robot):
+            raise NsmError(f"--robot {robot!r} is not a robot_id (letters, digits, _.:- ; up to 64)")
+        token_id, token = add_token(connect(db_url), robot or None, name or None)
+    Console().print(f"token {token_id} ({'robot ' + robot if robot else 'read-only'}); shown only now, give it to "
+                    f"the {'robot as BACKEND_API_TOKEN' if robot else 'dashboard'}:")
+    print(token)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (`nsm serve token list`).")],
+    db_url: SERVER_DB = "sqlite:///runs/server/telemetry.db",
+) -> None:
+    """Revoke a token: the server refuses it within 5 s (its cache), everywhere."""
+    from nsm.telemetry.db import connect
+    from nsm.telemetry.tokens import revoke_token
+
+    with one_line_errors():
+        revoke_token(connect(db_url), token_id)
+    Console().print(f"token {token_id} revoked")
+
+
+@token_app.command("list")
+def token_list(db_url: SERVER_DB = "sqlite:///runs/server/telemetry.db") -> None:
+    """The tokens: id, label, role, robot, created, revoked (never the tokens themselves)."""
+    from nsm.telemetry.db import connect
+    from nsm.telemetry.tokens import list_tokens
+
+    with one_line_errors():
+        rows = list_tokens(connect(db_url))
+    table = Table(title=f"tokens of {db_url}", title_justify="left")
+    for column in ("id", "name", "role", "robot", "created", "revoked"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r.id), r.name, r.role, r.robot_id or "-", f"{r.created_at:%Y-%m-%d %H:%M}",
+                      f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "")
+    Console().print(table)
 
 
 sim_app = typer.Typer(help="The simulated SO-101 pick-and-place scene: expert demonstrations.", no_args_is_help=True)
@@ -539,7 +638,9 @@ def train(
 
     Writes a policy folder that `nsm eval`, `nsm demo --policy`, `nsm policy export` and the
     policy node load, plus MODEL/training/ (LeRobot's checkpoints, loss.csv, loss.png).
-    The ResNet18 backbone starts from scratch (nothing is downloaded).
+    The ResNet18 backbone starts from scratch (nothing is downloaded) and its BatchNorm
+    learns while training (LeRobot freezes it, right only for ImageNet weights); the model
+    is LeRobot's ACT as saved, loadable by LeRobot itself.
     """
     from nsm.policy.train import train_act
 

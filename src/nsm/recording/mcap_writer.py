@@ -7,6 +7,10 @@
     /<ns>/action_chunk              trajectory_msgs/msg/JointTrajectory, as policy_node publishes it:
                                     stamped with its observation's time, point i at i control periods,
                                     logged when it arrived
+    /<ns>/robot_description         std_msgs/msg/String, the URDF, once (latched)
+    /tf_static, /tf                 tf2_msgs/msg/TFMessage: the links' poses from the URDF and
+                                    joint_states (nsm.recording.robot_tf), as robot_state_publisher
+                                    publishes them — RViz and Foxglove draw the arm from the bag alone
 
 `compression="zstd"` compresses the MCAP chunks (rosbag2's "storage" compression).
 
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
@@ -27,13 +32,21 @@ from nsm import image_codec
 from nsm.contract import RobotContract
 from nsm.errors import NsmError
 from nsm.recording.background import BackgroundEpisodeWriter, ChunkRecord, EpisodeFrame
+from nsm.recording.robot_tf import RobotTf, Transform, robot_description
 from nsm.settings import BAG_IMAGE_FORMATS
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
+STRING = "std_msgs/msg/String"
+TF = "tf2_msgs/msg/TFMessage"
 COMPRESSIONS = (None, "zstd")
+_NEVER = QosTime(2147483647, 4294967295)  # rosbag2's "infinite" duration
+# what robot_state_publisher offers on robot_description and /tf_static: `ros2 bag play` offers it again, so a
+# subscriber that joins late (RViz) still gets the one message
+LATCHED = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, _NEVER, _NEVER,
+              QosLiveliness.AUTOMATIC, _NEVER, False)
 
 
 class McapEpisodeWriter(BackgroundEpisodeWriter):
@@ -69,6 +82,15 @@ class McapEpisodeWriter(BackgroundEpisodeWriter):
                             for cam in cameras}
         else:
             self._images = {cam: add(f"{ns}/camera/{cam}/image_raw", IMAGE, typestore=self._ts) for cam in cameras}
+        description = robot_description(contract)
+        self._tf = RobotTf(description, self._names) if description else None
+        if self._tf is not None:  # written before the writer's thread starts
+            types = self._types
+            self._writer.write(add(f"{ns}/robot_description", STRING, typestore=self._ts, offered_qos_profiles=[LATCHED]),
+                               start_ns, self._ts.serialize_cdr(types[STRING](data=description), STRING))
+            self._writer.write(add("/tf_static", TF, typestore=self._ts, offered_qos_profiles=[LATCHED]),
+                               start_ns, self._tf_message(start_ns, self._tf.fixed()))
+            self._tf_moving = add("/tf", TF, typestore=self._ts)
         self._start()
 
     def _header(self, stamp_ns: int, frame_id: str = ""):
@@ -87,6 +109,8 @@ class McapEpisodeWriter(BackgroundEpisodeWriter):
         write, serialize = self._writer.write, self._ts.serialize_cdr
         write(self._state, stamp, serialize(self._joint_state(stamp, frame.qpos, frame.qvel), JOINT_STATE))
         write(self._command, stamp, serialize(self._joint_state(stamp, frame.action), JOINT_STATE))
+        if self._tf is not None:
+            write(self._tf_moving, stamp, self._tf_message(stamp, self._tf.moving(frame.qpos)))
         for cam, connection in self._images.items():
             image, header = frame.images[cam], self._header(stamp, f"{cam}_camera")
             if self._jpeg:  # as image_transport compresses: nsm.image_codec
@@ -98,6 +122,15 @@ class McapEpisodeWriter(BackgroundEpisodeWriter):
             msg = self._types[IMAGE](header=header, height=h, width=w, encoding="rgb8",
                                      is_bigendian=0, step=w * 3, data=np.ascontiguousarray(image).reshape(-1))
             write(connection, stamp, serialize(msg, IMAGE))
+
+    def _tf_message(self, stamp_ns: int, transforms: list[Transform]) -> bytes:
+        t = self._types
+        msg = t[TF](transforms=[t["geometry_msgs/msg/TransformStamped"](
+            header=self._header(stamp_ns, tf.parent), child_frame_id=tf.child,
+            transform=t["geometry_msgs/msg/Transform"](
+                translation=t["geometry_msgs/msg/Vector3"](*map(float, tf.translation)),
+                rotation=t["geometry_msgs/msg/Quaternion"](*map(float, tf.rotation)))) for tf in transforms])
+        return self._ts.serialize_cdr(msg, TF)
 
     def _append_chunk(self, chunk: ChunkRecord) -> None:
         t, period = self._types, 1.0 / self._contract.fps

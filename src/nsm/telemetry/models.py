@@ -25,7 +25,8 @@ class Base(DeclarativeBase):
 class RobotTelemetry(Base):
     __tablename__ = "robot_telemetry"
     # The unique key is also the index the AI team's queries use (robot_id, data_type prefix);
-    # a second index would slow every insert for little.
+    # a second index would slow every insert for little. On PostgreSQL the table is partitioned
+    # by day (migration 0003, nsm.telemetry.partitions): the key there ends with created_at.
     __table_args__ = (UniqueConstraint("robot_id", "data_type", "seq", name="uq_robot_telemetry_key"),)
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
@@ -67,3 +68,18 @@ class Prediction(Base):
     message: Mapped[str | None] = mapped_column(String)
     payload: Mapped[dict] = mapped_column(JSON_TYPE, nullable=False, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ApiToken(Base):
+    """Who may use `nsm serve`: a robot's token writes that robot's rows only; a read token
+    writes nothing. The token itself is never stored: its SHA-256 is (nsm.telemetry.tokens)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    role: Mapped[str] = mapped_column(String, nullable=False)
+    robot_id: Mapped[str | None] = mapped_column(String)
+    token_sha256: Mapped[str] = mapped_column(String, nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -6,7 +6,8 @@ A batch is a list of rows `(robot_id, data_type, seq, payload JSON text, created
 - DatabaseSink: on PostgreSQL one binary COPY into a temporary staging table and
   `INSERT ... SELECT ... ON CONFLICT DO NOTHING` (measured ~10x the ORM row by row); on
   SQLite an executemany of `INSERT ... ON CONFLICT DO NOTHING`. The unique key
-  (robot_id, data_type, seq) makes replaying a batch harmless.
+  (robot_id, data_type, seq; with created_at on PostgreSQL's table partitioned by day,
+  which a retried row repeats) makes replaying a batch harmless.
 - HttpSink: POSTs the batch to `nsm serve` (bearer token from BACKEND_API_TOKEN); the
   service writes it through a DatabaseSink, so retries are just as harmless.
 
@@ -32,7 +33,7 @@ _STAGE = ("CREATE TEMP TABLE IF NOT EXISTS nsm_stage (robot_id text, data_type t
 _COPY = "COPY nsm_stage (robot_id, data_type, seq, payload, created_at) FROM STDIN (FORMAT BINARY)"
 _MERGE = ("INSERT INTO robot_telemetry (robot_id, data_type, seq, payload, created_at) "
           "SELECT robot_id, data_type, seq, payload::jsonb, created_at FROM nsm_stage "
-          "ON CONFLICT (robot_id, data_type, seq) DO NOTHING")
+          "ON CONFLICT DO NOTHING")  # the unique key of either schema (nsm.telemetry.partitions)
 _SQLITE_INSERT = ("INSERT INTO robot_telemetry (robot_id, data_type, seq, payload, created_at) VALUES (?, ?, ?, ?, ?) "
                   "ON CONFLICT (robot_id, data_type, seq) DO NOTHING")
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite (UTC, naive)
@@ -61,6 +62,7 @@ class SpoolingSink:
         self.max_spool_bytes = max_spool_bytes
         self.ok = True
         self.stats = WriterStats()
+        self.retry_after = 0.0  # s the target asked to wait before the next try (HTTP Retry-After)
 
     def _write(self, batch: list[tuple]) -> None:
         raise NotImplementedError
@@ -121,6 +123,10 @@ class DatabaseSink(SpoolingSink):
         self.engine = make_engine(db_url)
         self.copy = self.engine.dialect.name == "postgresql"
 
+    def insert(self, batch: list[tuple]) -> None:
+        """Write `batch` now, in one transaction, or raise (no spool): `nsm serve`'s coalescing writer."""
+        self._write(batch)
+
     def _write(self, batch: list[tuple]) -> None:
         if not self.copy:
             with self.engine.begin() as conn:
@@ -166,11 +172,21 @@ class HttpSink(SpoolingSink):
         except httpx.HTTPError as exc:
             raise ConnectionError(f"ingest service: {exc}") from None
         if response.status_code in (401, 403, 408, 429) or response.status_code >= 500:
+            self.retry_after = _seconds(response.headers.get("retry-after"))  # 429/503: the server says when
             raise ConnectionError(f"ingest service answered {response.status_code}: {response.text[:200]}")
+        self.retry_after = 0.0
         if response.status_code >= 400:
             self.stats.rejected += len(batch)
             self.stats.written -= len(batch)  # write() counts the batch; it was refused, not stored
             self.stats.last_error = f"ingest service refused a batch ({response.status_code}): {response.text[:200]}"
+
+
+def _seconds(retry_after: str | None) -> float:
+    """Retry-After in seconds (the delta-seconds form nsm serve sends; an HTTP date counts as 0)."""
+    try:
+        return max(0.0, min(float(retry_after or 0), 300.0))
+    except ValueError:
+        return 0.0
 
 
 def make_sink(target: str, spool_dir: Path | None, max_spool_bytes: int = 512 * 2**20) -> SpoolingSink:

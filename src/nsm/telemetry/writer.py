@@ -183,7 +183,7 @@ def _writer_main(reader, stats_out, target: str, robot_id: str, spool_dir: str, 
     selector.register(fd, selectors.EVENT_READ)
     pending, batch, last_flush, eof = b"", [], time.monotonic(), False
     while not eof:
-        interval = options["flush_interval"] if sink.ok else options["retry_interval"]
+        interval = options["flush_interval"] if sink.ok else max(options["retry_interval"], sink.retry_after)
         if selector.select(timeout=max(0.0, last_flush + interval - time.monotonic())):
             chunk = os.read(fd, PIPE_BYTES)
             eof = not chunk

@@ -3,20 +3,19 @@ the control path.
 
 The control loop's sink (`tick`), like view_node's topic callbacks, only appends to a
 bounded hand-over queue and returns; when the queue is full the item is dropped and counted
-(`dropped`), never waited for. A thread of the view's own sends what gathered every `every` seconds: each joint
-series as one column (a handful of calls, not one per value) and each camera's newest
-image (JPEG). Action chunks are sent as they arrive. The Rerun server that buffers the
-stream and serves the web viewer is a process of its own (`rerun --serve-web`), so its
-work never holds this interpreter.
+(`dropped`), never waited for. A thread gathers what arrived every `every` seconds into one
+batch — each joint series as one column, each camera's newest image, the chunks — and hands
+it to the view's own process, which encodes the images (JPEG) and makes the Rerun calls.
+That work holds an interpreter for milliseconds a batch; in the loop's process it delayed
+the loop's wake-ups (the GIL) and showed in its p99 (bench/live_view.py). The Rerun server
+that buffers the stream and serves the web viewer is a process of its own too
+(`rerun --serve-web`).
 """
+import multiprocessing as mp
 import queue
 import threading
 
 import numpy as np
-import rerun as rr
-
-from nsm.image_codec import encode_jpeg
-from nsm.viewer import rerun_log as rl
 
 QUEUE_ITEMS = 1000  # ~10 s of a robot's ticks or topics: a view thread stalled longer drops items (counted)
 
@@ -25,19 +24,16 @@ class LiveView:
     def __init__(self, joint_names: list[str], cameras: list[str], url: str, period: float, every: float = 0.1):
         """Streams to the Rerun server at `url` (rerun+http://host:port/proxy); `period`: the
         control period (a chunk's actions are that far apart)."""
-        self.joint_names, self.cameras, self.period, self.every = joint_names, cameras, period, every
-        self.rec = rr.RecordingStream(rl.APPLICATION, recording_id="live")
-        self.rec.set_log_time_enabled(False)
-        self.rec.set_log_tick_enabled(False)
-        self.rec.connect_grpc(url, default_blueprint=rl.layout(cameras, joint_names, chunks=True))
-        for joint in joint_names:
-            for series in ("state", "command"):
-                self.rec.log(rl.joint_entity(joint, series), rr.SeriesLines(names=series, colors=rl.SERIES_COLORS[series]),
-                             static=True)
+        self.every = every
+        receive, self._send_end = mp.get_context("spawn").Pipe(duplex=False)
+        self._process = mp.get_context("spawn").Process(
+            target=_stream, args=(receive, joint_names, cameras, url, period), name="nsm-live-view", daemon=True)
+        self._process.start()
+        receive.close()
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_ITEMS)
         self._offset = 0.0  # seconds from the view's start to the running episode's start
         self.dropped = 0  # items the view had no room for (never waited for)
-        self.sent = 0  # joint values and images sent
+        self.sent = 0  # joint values and images handed to the view's process
         self.chunks_sent = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-view", daemon=True)
@@ -75,19 +71,25 @@ class LiveView:
             self.dropped += 1
 
     def close(self) -> None:
+        """Send what is left, then wait for the view's process to hand it all to the server."""
         self._stop.set()
         self._thread.join(timeout=10)
-        self._send()
-        self.rec.flush()
-        self.rec.disconnect()
+        self._hand_over()
+        self._send_end.send(None)
+        self._send_end.close()
+        self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.terminate()
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
-            self._send()
+            self._hand_over()
 
-    def _send(self) -> None:
+    def _hand_over(self) -> None:
+        """One batch to the view's process (pickling arrays: microseconds of this interpreter)."""
         series: dict[str, list] = {"state": [], "command": []}
         images: dict[str, tuple[float, np.ndarray]] = {}
+        chunks = []
         for kind, t, payload in _drain(self._queue):
             if kind == "tick":
                 position, command, frames = payload
@@ -99,31 +101,78 @@ class LiveView:
             elif kind == "image":
                 images[payload[0]] = (t, payload[1])
             else:
-                self._send_chunk(t, *payload)
-        for name, rows in series.items():
-            if rows:
-                self._send_series(name, rows)
+                chunks.append((t, *payload))
+        columns = {name: (np.array([t for t, _ in rows]), np.array([v for _, v in rows], float))
+                   for name, rows in series.items() if rows}
+        if columns or images or chunks:
+            values = sum(len(times) for times, _ in columns.values()) + len(images)
+            try:
+                self._send_end.send((columns, images, chunks))
+            except (BrokenPipeError, OSError):  # the view's process is gone: the robot goes on without it
+                self.dropped += values + len(chunks)
+            else:
+                self.sent, self.chunks_sent = self.sent + values, self.chunks_sent + len(chunks)
+
+
+def _stream(receive, joint_names: list[str], cameras: list[str], url: str, period: float) -> None:
+    """The view's process: batches from the pipe to Rerun's server until None arrives."""
+    _Streamer(joint_names, cameras, url, period).run(receive)
+
+
+class _Streamer:
+    def __init__(self, joint_names: list[str], cameras: list[str], url: str, period: float):
+        import rerun as rr
+
+        from nsm.viewer import rerun_log as rl
+
+        self.rr, self.rl = rr, rl
+        self.joint_names, self.period, self.chunks = joint_names, period, 0
+        self.rec = rr.RecordingStream(rl.APPLICATION, recording_id="live")
+        self.rec.set_log_time_enabled(False)
+        self.rec.set_log_tick_enabled(False)
+        self.rec.connect_grpc(url, default_blueprint=rl.layout(cameras, joint_names, chunks=True))
+        for joint in joint_names:
+            for series in ("state", "command"):
+                self.rec.log(rl.joint_entity(joint, series), rr.SeriesLines(names=series, colors=rl.SERIES_COLORS[series]),
+                             static=True)
+
+    def run(self, receive) -> None:
+        while (batch := _receive(receive)) is not None:
+            self.send(*batch)
+        self.rec.flush()
+        self.rec.disconnect()
+
+    def send(self, columns: dict, images: dict, chunks: list) -> None:
+        from nsm.image_codec import encode_jpeg
+
+        rr, rl = self.rr, self.rl
+        for arrived, actions, observed in chunks:
+            self._send_chunk(arrived, actions, observed)
+        for name, (times, values) in columns.items():
+            for j, joint in enumerate(self.joint_names):
+                self.rec.send_columns(rl.joint_entity(joint, name), indexes=[rr.TimeColumn(rl.TIMELINE, duration=times)],
+                                      columns=rr.Scalars.columns(scalars=values[:, j]))
         for camera, (t, image) in images.items():  # each camera's newest image
             self.rec.set_time(rl.TIMELINE, duration=t)
             self.rec.log(rl.camera_entity(camera), rr.EncodedImage(
                 contents=encode_jpeg(image, rl.JPEG_QUALITY).tobytes(), media_type="image/jpeg"))
-            self.sent += 1
-
-    def _send_series(self, name: str, rows: list) -> None:
-        times, values = [t for t, _ in rows], np.array([v for _, v in rows], float)
-        for j, joint in enumerate(self.joint_names):
-            self.rec.send_columns(rl.joint_entity(joint, name), indexes=[rr.TimeColumn(rl.TIMELINE, duration=times)],
-                                  columns=rr.Scalars.columns(scalars=values[:, j]))
-        self.sent += len(rows)
 
     def _send_chunk(self, arrived: float, actions: np.ndarray, observed: float) -> None:
+        rr, rl = self.rr, self.rl
         index = [rr.TimeColumn(rl.TIMELINE, duration=observed + self.period * np.arange(len(actions)))]
-        k, self.chunks_sent = self.chunks_sent, self.chunks_sent + 1
+        k, self.chunks = self.chunks, self.chunks + 1
         for j, joint in enumerate(self.joint_names):
             self.rec.log(rl.chunk_entity(joint, k), rr.SeriesLines(colors=rl.CHUNK_COLOR, widths=1.0), static=True)
             self.rec.send_columns(rl.chunk_entity(joint, k), indexes=index, columns=rr.Scalars.columns(scalars=actions[:, j]))
         self.rec.set_time(rl.TIMELINE, duration=arrived)
         self.rec.log(rl.LATENCY, rr.Scalars(1e3 * (arrived - observed)))
+
+
+def _receive(receive):
+    try:
+        return receive.recv()
+    except EOFError:  # the robot's process ended without closing the view
+        return None
 
 
 def _drain(q: queue.Queue) -> list:
