@@ -150,7 +150,8 @@ def test_the_robot_runs_records_logs_and_holds_when_the_policy_dies(ros_env, tmp
         with Reader(tmp_path / "runs" / "episodes" / "episode_0") as bag:
             counts = {c.topic: c.msgcount for c in bag.connections}
         assert counts == {f"{NS}/joint_states": frames, f"{NS}/joint_commands": frames,
-                          f"{NS}/camera/wrist/image_raw/compressed": frames, f"{NS}/action_chunk": len(chunks)}
+                          f"{NS}/camera/wrist/image_raw/compressed": frames, f"{NS}/action_chunk": len(chunks),
+                          f"{NS}/robot_description": 1, "/tf_static": 1, "/tf": frames}  # the arm's model for RViz
 
         # telemetry rows in PostgreSQL
         wait_for(lambda: telemetry_rows(pg_db, "systest") > 150, 60, procs, "joint_states rows in PostgreSQL")
