@@ -71,7 +71,7 @@ def writer_rows_per_s(target: str, rows: int, robot: str, spool: Path) -> float:
     return rows / elapsed
 
 
-def start_service(db_url: str, spool: Path):
+def start_service(db_url: str):
     import httpx
 
     probe = socket.socket()
@@ -79,7 +79,7 @@ def start_service(db_url: str, spool: Path):
     port = probe.getsockname()[1]
     probe.close()
     proc = subprocess.Popen([sys.executable, "-m", "nsm.cli", "serve", "--db-url", db_url, "--token", "bench",
-                             "--port", str(port), "--spool", str(spool)])
+                             "--port", str(port)])
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -129,7 +129,7 @@ def main() -> None:
         orm = orm_rows_per_s(url, args.orm_rows)
         ours = writer_rows_per_s(url, args.rows, "NSM", tmp / "spool-pg")
         sqlite = writer_rows_per_s(f"sqlite:///{tmp / 'bench.db'}", args.rows, "NSM", tmp / "spool-sqlite")
-        service, service_url = start_service(url, tmp / "spool-server")
+        service, service_url = start_service(url)
         os.environ["BACKEND_API_TOKEN"] = "bench"
         try:
             http = writer_rows_per_s(service_url, args.rows // 2, "HTTP", tmp / "spool-http")
