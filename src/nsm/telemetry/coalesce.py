@@ -36,8 +36,9 @@ class CoalescingWriter:
         self._queue: queue.Queue = queue.Queue()
         self._pending = 0  # rows handed over and not yet answered
         self._lock = threading.Lock()
+        self.ok = True  # the last write reached the database (GET /healthz)
         self.writes = 0  # database writes (each one COPY + commit)
-        self.batches = 0  # requests answered by them
+        self.batches = 0  # requests answered by them (batches / writes: how much coalescing saves)
         threading.Thread(target=self._run, name="coalescing-writer", daemon=True).start()
 
     @property
@@ -79,8 +80,10 @@ class CoalescingWriter:
             _answer(group, Refused(_first_line(exc)))
             return
         except (SQLAlchemyError, psycopg.Error, OSError) as exc:
+            self.ok = False
             _answer(group, Unavailable(_first_line(exc)))
             return
+        self.ok = True
         self.writes += 1
         self.batches += len(group)
         _answer(group, None)

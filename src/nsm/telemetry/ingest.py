@@ -79,7 +79,7 @@ class Row(BaseModel):
         if schema is not None:
             schema.model_validate(self.payload)
         # what PostgreSQL's jsonb cannot hold is refused here (found by fuzzing): accepted, it would fail
-        # the batch's COPY on every retry and hold up every later batch behind it in the server's spool
+        # the batch's COPY on every retry
         try:
             self._json = json.dumps(self.payload, allow_nan=False)
         except ValueError:
@@ -129,7 +129,8 @@ def create_app(db_url: str, fleet_token: str, token_ttl: float = 5.0, max_pendin
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"ok": True, "database": sink.ok, "pending_rows": writer.pending}
+        return {"ok": True, "database": writer.ok, "pending_rows": writer.pending, "writes": writer.writes,
+                "batches": writer.batches}
 
     @app.post(INGEST_PATH)
     async def ingest(grant: Annotated[Grant, Depends(authorized)], batch: Annotated[Batch, Depends(body)]) -> dict:

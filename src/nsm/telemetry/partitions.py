@@ -6,7 +6,7 @@ days leave as whole tables (`nsm db prune`: DROP TABLE, no vacuum of deleted row
     robot_telemetry_p20261201       one partition per UTC day, made ahead of time
     robot_telemetry_default         whatever no day partition holds (a clock far off)
 
-The server makes the coming days' partitions at start and daily (`ensure_days`); a row
+The server makes the coming days' partitions at start and hourly (`ensure_days`); a row
 written before its day exists lands in the default partition and moves into the day's table
 when that is made. The embedded SQLite keeps one plain table (one robot's data).
 """
@@ -14,6 +14,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+
+from nsm.telemetry.sinks import SQLITE_TIME
 
 TABLE = "robot_telemetry"
 DEFAULT = f"{TABLE}_default"
@@ -74,7 +76,7 @@ def prune(engine: Engine, older_than: timedelta, now: datetime | None = None) ->
     cutoff = (now or datetime.now(UTC)) - older_than
     with engine.begin() as conn:
         if not is_partitioned(conn):
-            stamp = cutoff.strftime("%Y-%m-%d %H:%M:%S.%f") if conn.dialect.name == "sqlite" else cutoff
+            stamp = cutoff.strftime(SQLITE_TIME) if conn.dialect.name == "sqlite" else cutoff
             return [], conn.execute(text(f"DELETE FROM {TABLE} WHERE created_at < :c"), {"c": stamp}).rowcount
         dropped = []
         for day, name in sorted(day_partitions(conn).items()):

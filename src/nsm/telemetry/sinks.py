@@ -36,7 +36,7 @@ _MERGE = ("INSERT INTO robot_telemetry (robot_id, data_type, seq, payload, creat
           "ON CONFLICT DO NOTHING")  # the unique key of either schema (nsm.telemetry.partitions)
 _SQLITE_INSERT = ("INSERT INTO robot_telemetry (robot_id, data_type, seq, payload, created_at) VALUES (?, ?, ?, ?, ?) "
                   "ON CONFLICT (robot_id, data_type, seq) DO NOTHING")
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite (UTC, naive)
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite (UTC, naive)
 TOKEN_ENV = "BACKEND_API_TOKEN"
 INGEST_PATH = "/v1/telemetry"
 
@@ -130,7 +130,7 @@ class DatabaseSink(SpoolingSink):
     def _write(self, batch: list[tuple]) -> None:
         if not self.copy:
             with self.engine.begin() as conn:
-                conn.exec_driver_sql(_SQLITE_INSERT, [(*r[:4], r[4].strftime(_SQLITE_TIME)) for r in batch])
+                conn.exec_driver_sql(_SQLITE_INSERT, [(*r[:4], r[4].strftime(SQLITE_TIME)) for r in batch])
             return
         raw = self.engine.raw_connection()
         try:

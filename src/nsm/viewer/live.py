@@ -123,18 +123,16 @@ class _Streamer:
     def __init__(self, joint_names: list[str], cameras: list[str], url: str, period: float):
         import rerun as rr
 
-        from nsm.viewer import rerun_log as rl
+        from nsm.viewer import rerun_log
 
-        self.rr, self.rl = rr, rl
+        self.rr, self.log = rr, rerun_log  # imported here: the robot's process never loads Rerun
         self.joint_names, self.period, self.chunks = joint_names, period, 0
-        self.rec = rr.RecordingStream(rl.APPLICATION, recording_id="live")
+        self.rec = rr.RecordingStream(rerun_log.APPLICATION, recording_id="live")
         self.rec.set_log_time_enabled(False)
         self.rec.set_log_tick_enabled(False)
-        self.rec.connect_grpc(url, default_blueprint=rl.layout(cameras, joint_names, chunks=True))
-        for joint in joint_names:
-            for series in ("state", "command"):
-                self.rec.log(rl.joint_entity(joint, series), rr.SeriesLines(names=series, colors=rl.SERIES_COLORS[series]),
-                             static=True)
+        self.rec.connect_grpc(url, default_blueprint=rerun_log.layout(cameras, joint_names, chunks=True))
+        for series in ("state", "command"):
+            rerun_log.style_series(self.rec, joint_names, series)
 
     def run(self, receive) -> None:
         while (batch := _receive(receive)) is not None:
@@ -143,29 +141,15 @@ class _Streamer:
         self.rec.disconnect()
 
     def send(self, columns: dict, images: dict, chunks: list) -> None:
-        from nsm.image_codec import encode_jpeg
-
-        rr, rl = self.rr, self.rl
         for arrived, actions, observed in chunks:
-            self._send_chunk(arrived, actions, observed)
+            self.log.log_chunk(self.rec, self.joint_names, self.chunks, actions, observed, self.period)
+            self.chunks += 1
+            self.rec.set_time(self.log.TIMELINE, duration=arrived)
+            self.rec.log(self.log.LATENCY, self.rr.Scalars(1e3 * (arrived - observed)))
         for name, (times, values) in columns.items():
-            for j, joint in enumerate(self.joint_names):
-                self.rec.send_columns(rl.joint_entity(joint, name), indexes=[rr.TimeColumn(rl.TIMELINE, duration=times)],
-                                      columns=rr.Scalars.columns(scalars=values[:, j]))
+            self.log.log_series(self.rec, self.joint_names, name, times, values)
         for camera, (t, image) in images.items():  # each camera's newest image
-            self.rec.set_time(rl.TIMELINE, duration=t)
-            self.rec.log(rl.camera_entity(camera), rr.EncodedImage(
-                contents=encode_jpeg(image, rl.JPEG_QUALITY).tobytes(), media_type="image/jpeg"))
-
-    def _send_chunk(self, arrived: float, actions: np.ndarray, observed: float) -> None:
-        rr, rl = self.rr, self.rl
-        index = [rr.TimeColumn(rl.TIMELINE, duration=observed + self.period * np.arange(len(actions)))]
-        k, self.chunks = self.chunks, self.chunks + 1
-        for j, joint in enumerate(self.joint_names):
-            self.rec.log(rl.chunk_entity(joint, k), rr.SeriesLines(colors=rl.CHUNK_COLOR, widths=1.0), static=True)
-            self.rec.send_columns(rl.chunk_entity(joint, k), indexes=index, columns=rr.Scalars.columns(scalars=actions[:, j]))
-        self.rec.set_time(rl.TIMELINE, duration=arrived)
-        self.rec.log(rl.LATENCY, rr.Scalars(1e3 * (arrived - observed)))
+            self.log.log_image(self.rec, camera, t, image)
 
 
 def _receive(receive):

@@ -64,28 +64,48 @@ def log_episode(rec: rr.RecordingStream, episode: EpisodeStreams, on_frame: Call
     for series, (times, values) in episode.joints.items():
         if series not in SERIES_COLORS:
             continue  # positions only (rad): velocities would need a plot of their own
-        values = np.asarray(values, float)
-        for j, joint in enumerate(episode.joint_names):
-            path = joint_entity(joint, series)
-            rec.log(path, rr.SeriesLines(names=series, colors=SERIES_COLORS.get(series)), static=True)
-            rec.send_columns(path, indexes=[rr.TimeColumn(TIMELINE, duration=np.asarray(times, float))],
-                             columns=rr.Scalars.columns(scalars=values[:, j]))
+        style_series(rec, episode.joint_names, series)
+        log_series(rec, episode.joint_names, series, times, values)
     for k, chunk in enumerate(episode.chunks):
-        index = [rr.TimeColumn(TIMELINE, duration=chunk.observed + episode.period * np.arange(len(chunk.actions)))]
-        for j, joint in enumerate(episode.joint_names):
-            rec.log(chunk_entity(joint, k), rr.SeriesLines(names=f"chunk {k}", colors=CHUNK_COLOR, widths=1.0), static=True)
-            rec.send_columns(chunk_entity(joint, k), indexes=index, columns=rr.Scalars.columns(scalars=chunk.actions[:, j]))
+        log_chunk(rec, episode.joint_names, k, chunk.actions, chunk.observed, episode.period)
     if episode.chunks:
         rec.send_columns(LATENCY, indexes=[rr.TimeColumn(TIMELINE, duration=[c.arrived for c in episode.chunks])],
                          columns=rr.Scalars.columns(scalars=[1e3 * (c.arrived - c.observed) for c in episode.chunks]))
     for camera, (times, frames) in episode.cameras.items():
         for t, frame in zip(times, frames, strict=True):
-            rec.set_time(TIMELINE, duration=float(t))
-            rec.log(camera_entity(camera), rr.EncodedImage(contents=encode_jpeg(frame, JPEG_QUALITY).tobytes(),
-                                                           media_type="image/jpeg"))
+            log_image(rec, camera, t, frame)
             if on_frame is not None:
                 on_frame()
     rec.reset_time()
+
+
+# the pieces a recorded episode (log_episode) and a live run (nsm.viewer.live) are both sent as
+def style_series(rec: rr.RecordingStream, joint_names: list[str], series: str) -> None:
+    for joint in joint_names:
+        rec.log(joint_entity(joint, series), rr.SeriesLines(names=series, colors=SERIES_COLORS.get(series)), static=True)
+
+
+def log_series(rec: rr.RecordingStream, joint_names: list[str], series: str, times, values) -> None:
+    """One series (state, command, ...) of every joint, as columns on the time axis."""
+    values = np.asarray(values, float)
+    index = [rr.TimeColumn(TIMELINE, duration=np.asarray(times, float))]
+    for j, joint in enumerate(joint_names):
+        rec.send_columns(joint_entity(joint, series), indexes=index, columns=rr.Scalars.columns(scalars=values[:, j]))
+
+
+def log_chunk(rec: rr.RecordingStream, joint_names: list[str], k: int, actions: np.ndarray, observed: float,
+              period: float) -> None:
+    """Chunk `k` as the trajectory it predicted: action i at `observed + i * period`."""
+    index = [rr.TimeColumn(TIMELINE, duration=observed + period * np.arange(len(actions)))]
+    for j, joint in enumerate(joint_names):
+        rec.log(chunk_entity(joint, k), rr.SeriesLines(names=f"chunk {k}", colors=CHUNK_COLOR, widths=1.0), static=True)
+        rec.send_columns(chunk_entity(joint, k), indexes=index, columns=rr.Scalars.columns(scalars=actions[:, j]))
+
+
+def log_image(rec: rr.RecordingStream, camera: str, t: float, frame: np.ndarray) -> None:
+    rec.set_time(TIMELINE, duration=float(t))
+    rec.log(camera_entity(camera), rr.EncodedImage(contents=encode_jpeg(frame, JPEG_QUALITY).tobytes(),
+                                                   media_type="image/jpeg"))
 
 
 def _metadata(episode: EpisodeStreams) -> str:
