@@ -31,6 +31,9 @@ INSTALL_REQUIRES = [
     "adbc-driver-postgresql>=1.0,<2",  # telemetry export: PostgreSQL -> Arrow in C
     "fastapi>=0.110,<1",
     "uvicorn>=0.29,<1",
+    # nsm serve: uvicorn's C HTTP parser (300 robots: ack p50 212 -> 151 ms). Not uvicorn[standard]:
+    # its uvloop raised the p50 at 200 robots from 38 to 146-180 ms (bench/fleet.py)
+    "httptools>=0.6,<1",
     "httpx>=0.27,<1",
     "orjson>=3.9,<4",  # telemetry rows on the control path: 1 us per encode where json takes 8
     "pydantic>=2.7,<3",
@@ -106,6 +109,7 @@ setup(
     version="0.1.0",
     package_dir={"": "src"},
     packages=find_packages("src"),
+    package_data={"nsm.telemetry": ["static/*"]},  # the fleet dashboard's pages (nsm serve)
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

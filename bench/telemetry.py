@@ -13,31 +13,18 @@ Uses the server in NSM_TEST_PG_DSN, else starts a throwaway one (scripts/pg_thro
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
+from pg import fresh_database, postgres, start_service  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = {"position": [0.1, -0.2, 0.3, 0.4, -0.5, 0.6], "velocity": [0.0] * 6, "effort": [0.01] * 6}
-
-
-def fresh_database(dsn: str) -> str:
-    from sqlalchemy import create_engine, text
-
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(dsn.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 def orm_rows_per_s(url: str, rows: int) -> float:
@@ -71,25 +58,6 @@ def writer_rows_per_s(target: str, rows: int, robot: str, spool: Path) -> float:
     return rows / elapsed
 
 
-def start_service(db_url: str):
-    import httpx
-
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    proc = subprocess.Popen([sys.executable, "-m", "nsm.cli", "serve", "--db-url", db_url, "--token", "bench",
-                             "--port", str(port)])
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("nsm serve did not start")
-
-
 def export_seconds(url: str, robot: str) -> dict:
     import pandas as pd
 
@@ -117,43 +85,37 @@ def main() -> None:
     parser.add_argument("--export-rows", type=int, default=1_000_000)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nsm-bench-"))
-    server = None
-    dsn = os.environ.get("NSM_TEST_PG_DSN")
     try:
-        if not dsn:
-            server = Path(tempfile.mkdtemp(prefix="nsm-bench-pg-"))  # its own folder: postgres must enter it
-            out = subprocess.run(["bash", str(ROOT / "scripts" / "pg_throwaway.sh"), "start", str(server), "55990"],
-                                 capture_output=True, text=True, check=True).stdout
-            dsn = out.strip().split("=", 1)[1]
-        url = fresh_database(dsn)
-        orm = orm_rows_per_s(url, args.orm_rows)
-        ours = writer_rows_per_s(url, args.rows, "NSM", tmp / "spool-pg")
-        sqlite = writer_rows_per_s(f"sqlite:///{tmp / 'bench.db'}", args.rows, "NSM", tmp / "spool-sqlite")
-        service, service_url = start_service(url)
-        os.environ["BACKEND_API_TOKEN"] = "bench"
-        try:
-            http = writer_rows_per_s(service_url, args.rows // 2, "HTTP", tmp / "spool-http")
-        finally:
-            service.terminate()
-            service.wait()
-        writer_rows_per_s(url, args.export_rows, "EXPORT", tmp / "spool-export")
-        export = export_seconds(url, "EXPORT")
-        results = {
-            "insert_rows_per_s": {"postgres ORM row by row": round(orm), "postgres nsm writer": round(ours),
-                                  "sqlite nsm writer": round(sqlite), "http ingest -> postgres": round(http)},
-            "writer_vs_orm": round(ours / orm, 1),
-            "export_1M_seconds": export,
-            "export_speedup_vs_read_sql": round(export["pandas.read_sql"] / export["nsm to_dataframe"], 1),
-            "rows": {"orm": args.orm_rows, "writer": args.rows, "http": args.rows // 2, "export": args.export_rows},
-        }
-        for key, value in results.items():
-            print(f"{key}: {value}")
-        print(f"wrote {write_result('telemetry', results)}")
+        with postgres(55990) as dsn:
+            run(args, fresh_database(dsn), tmp)
     finally:
-        if server is not None:
-            subprocess.run(["bash", str(ROOT / "scripts" / "pg_throwaway.sh"), "stop", str(server)], check=False)
-            shutil.rmtree(server, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args, url: str, tmp: Path) -> None:
+    orm = orm_rows_per_s(url, args.orm_rows)
+    ours = writer_rows_per_s(url, args.rows, "NSM", tmp / "spool-pg")
+    sqlite = writer_rows_per_s(f"sqlite:///{tmp / 'bench.db'}", args.rows, "NSM", tmp / "spool-sqlite")
+    service, service_url = start_service(url, "bench")
+    os.environ["BACKEND_API_TOKEN"] = "bench"
+    try:
+        http = writer_rows_per_s(service_url, args.rows // 2, "HTTP", tmp / "spool-http")
+    finally:
+        service.terminate()
+        service.wait()
+    writer_rows_per_s(url, args.export_rows, "EXPORT", tmp / "spool-export")
+    export = export_seconds(url, "EXPORT")
+    results = {
+        "insert_rows_per_s": {"postgres ORM row by row": round(orm), "postgres nsm writer": round(ours),
+                              "sqlite nsm writer": round(sqlite), "http ingest -> postgres": round(http)},
+        "writer_vs_orm": round(ours / orm, 1),
+        "export_1M_seconds": export,
+        "export_speedup_vs_read_sql": round(export["pandas.read_sql"] / export["nsm to_dataframe"], 1),
+        "rows": {"orm": args.orm_rows, "writer": args.rows, "http": args.rows // 2, "export": args.export_rows},
+    }
+    for key, value in results.items():
+        print(f"{key}: {value}")
+    print(f"wrote {write_result('telemetry', results)}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #   eval "$(bash scripts/pg_throwaway.sh start DIR [PORT])"   # exports NSM_TEST_PG_DSN
 #   bash scripts/pg_throwaway.sh stop DIR
 # `start` on an existing DIR starts the same cluster again (the fault tests restart a killed server).
+# fsync is off (tests); PG_FSYNC=on keeps it, as a real server does (the fleet benchmark).
 set -euo pipefail
 cmd=${1:?usage: pg_throwaway.sh start|stop DIR [PORT]}
 dir=${2:?data directory}
@@ -23,7 +24,7 @@ case "$cmd" in
       as_pg "$pgbin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-locale >"$dir/initdb.log"
     fi
     as_pg "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/data -c fsync=off" start >/dev/null
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/data -c fsync=${PG_FSYNC:-off} -c max_connections=${PG_MAX_CONNECTIONS:-100}" start >/dev/null
     $fresh && as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$port" -U postgres nsm_test
     echo "export NSM_TEST_PG_DSN=postgresql://postgres@127.0.0.1:$port/nsm_test"
     ;;

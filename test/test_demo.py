@@ -1,4 +1,5 @@
 """`nsm demo` end to end: simulated arm, rendered cameras, HDF5 episode, SQLite telemetry."""
+import json
 import subprocess
 import sys
 import time
@@ -80,14 +81,18 @@ def test_telemetry_lands_in_sqlite(demo_run):
         counts = dict(conn.execute(text("SELECT data_type, count(*) FROM robot_telemetry GROUP BY data_type")).all())
         battery = conn.execute(text("SELECT payload ->> 'value' FROM robot_telemetry WHERE data_type = 'battery' ORDER BY "
                                     "seq")).scalars().all()
-    assert counts == {"joint_states": 60, "joint_commands": 60, "loop_timing": 60, "battery": 2}
-    assert s.telemetry.written == 182 and s.telemetry.spooled == 0
+    assert counts == {"joint_states": 60, "joint_commands": 60, "loop_timing": 60, "battery": 2, "episode": 1}
+    assert s.telemetry.written == 183 and s.telemetry.spooled == 0
     assert 0 < float(battery[-1]) < float(battery[0]) <= 100  # the battery drains
     with engine.connect() as conn:
         episode = conn.execute(text("SELECT path, frames, duration_s, policy, success FROM episodes")).one()
     assert episode.path == str(s.episodes[0].resolve()) and episode.frames == 60
     assert episode.duration_s == pytest.approx(2.0, abs=0.05) and episode.policy == "scripted-pick-place-expert"
     assert episode.success == 0 and s.successes == [False]  # SQLite stores booleans as 0/1
+    with engine.connect() as conn:  # the fleet's dashboard counts episodes from the telemetry (nsm serve)
+        logged = json.loads(conn.execute(text("SELECT payload FROM robot_telemetry WHERE data_type = 'episode'")).scalar())
+    assert logged == {"path": episode.path, "success": False, "frames": 60, "duration_s": episode.duration_s,
+                      "policy": episode.policy}
 
 
 def run_cli(*args, cwd):

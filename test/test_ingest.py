@@ -208,3 +208,22 @@ def test_sigkill_of_the_server_and_of_postgresql_under_a_fleet_loses_and_duplica
                 "SELECT count(*), count(DISTINCT (payload->>'i')::int) FROM robot_telemetry WHERE robot_id = :r"),
                 {"r": robot}).one()
             assert (total, distinct) == (n, n), robot  # every row, exactly once
+
+
+def test_several_workers_share_the_port_and_store_every_batch(pg_db):
+    """`nsm serve --workers 2`: two server processes, each with its own coalescing writer,
+    behind one port; every batch is stored once whichever worker took it."""
+    connect(pg_db)
+    svc = Service(pg_db, TOKEN, "--workers", "2")
+    try:
+        workers = subprocess.run(["pgrep", "-P", str(svc.proc.pid)], capture_output=True, text=True).stdout.split()
+        clients = [httpx.Client(base_url=svc.url) for _ in range(8)]  # a connection each: both workers get some
+        for seq in range(40):
+            response = clients[seq % 8].post("/v1/telemetry", content=json.dumps(batch(row(seq=seq))),
+                                             headers={"Authorization": f"Bearer {TOKEN}"})
+            assert response.status_code == 200, response.text
+    finally:
+        svc.proc.terminate()  # the supervisor stops its workers (SIGKILL would orphan them)
+        svc.proc.wait(timeout=30)
+    assert len(workers) >= 2  # uvicorn's supervisor holds the workers (and its own helper)
+    assert [r.seq for r in rows(pg_db)] == list(range(40))

@@ -38,7 +38,7 @@ def test_migration_partitions_every_row_and_back(pg_db, tmp_path):
         before = conn.execute(text("SELECT id, robot_id, seq, payload, created_at FROM robot_telemetry ORDER BY id")).all()
     assert len(before) == 160
 
-    assert upgrade(engine) == "0003"
+    assert upgrade(engine, "0003") == "0003"
     with engine.connect() as conn:
         assert is_partitioned(conn)
         today = NOW.date()

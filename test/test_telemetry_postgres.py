@@ -66,5 +66,5 @@ def test_outage_during_demo_keeps_the_loop_running_and_loses_nothing(pg_proxy_ur
     assert summary.frames == 120  # every control step ran
     assert summary.percentile(99) < 2 * 1000 / 30  # and none waited on the database
     assert summary.telemetry.failures >= 1 and summary.telemetry.spooled > 0  # the outage was real
-    assert counts(direct) == ({"joint_states": 120, "joint_commands": 120, "loop_timing": 120, "battery": 4}, 0)
+    assert counts(direct) == ({"joint_states": 120, "joint_commands": 120, "loop_timing": 120, "battery": 4, "episode": 1}, 0)
     assert not list((tmp_path / "telemetry-spool").glob("*.jsonl"))

@@ -12,7 +12,7 @@ from nsm.telemetry.db import connect, current_revision, downgrade, upgrade
 from nsm.telemetry.export import export_parquet, to_dataframe
 from nsm.telemetry.writer import TelemetryWriter
 
-TABLES = {"robot_telemetry", "episodes", "predictions", "api_tokens"}
+TABLES = {"robot_telemetry", "episodes", "predictions", "api_tokens", "telemetry_minute"}
 SQLISH = "EP01'; DROP TABLE robot_telemetry; --"
 
 
@@ -26,12 +26,12 @@ def db_url(request, tmp_path):
 def test_upgrade_brings_an_empty_database_to_head(db_url):
     engine = connect(db_url, migrate=False)
     assert current_revision(engine) is None and not TABLES & set(inspect(engine).get_table_names())
-    assert upgrade(engine) == "0003"
+    assert upgrade(engine) == "0004"
     assert TABLES <= set(inspect(engine).get_table_names())
     unique = inspect(engine).get_unique_constraints("robot_telemetry")
     key = ["created_at", "data_type", "robot_id", "seq"] if "postgresql" in db_url else ["data_type", "robot_id", "seq"]
     assert [sorted(u["column_names"]) for u in unique] == [key]  # PostgreSQL's is partitioned by day (test_partitions)
-    assert upgrade(engine) == "0003"  # idempotent
+    assert upgrade(engine) == "0004"  # idempotent
     assert downgrade(engine, "0001") == "0001" and "api_tokens" not in inspect(engine).get_table_names()
     assert downgrade(engine, "base") is None
     assert not TABLES & set(inspect(engine).get_table_names())
@@ -43,7 +43,7 @@ def test_cli_db_upgrade(db_url):
 
     out = subprocess.run([sys.executable, "-m", "nsm.cli", "db", "upgrade", "--db-url", db_url],
                          capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "database at revision 0003" in out.stdout, out.stderr
+    assert out.returncode == 0 and "database at revision 0004" in out.stdout, out.stderr
 
 
 def test_export_is_the_ai_query_and_keeps_input_verbatim(db_url, tmp_path):
@@ -119,22 +119,26 @@ def test_an_idle_writer_process_sleeps(tmp_path):
 
 def test_every_row_builder_matches_the_ingest_schema():
     """The payloads nsm logs are the ones `nsm serve` accepts; unknown values are JSON null."""
-    from datetime import UTC, datetime
-
     import orjson
 
     from nsm.telemetry import rows
-    from nsm.telemetry.ingest import Row
+    from nsm.telemetry.ingest import BatchError, parse_batch
+
+    def batch(*typed) -> bytes:
+        return orjson.dumps({"robot_id": "R1", "rows": [{"data_type": t, "seq": seq, "payload": p,
+                                                          "created_at": "2026-11-25T13:00:00+00:00"}
+                                                         for seq, (t, p) in enumerate(typed)]})
 
     names = ["a", "b"]
     built = {"joint_states": rows.joint_states(names, [0.1, 0.2], [0.0, float("nan")], [1.0, 2.0]),
              "joint_commands": rows.joint_commands(names, np.array([0.1, 0.2])),
              "battery": rows.battery(12.1, float("nan"), float("nan")),
-             "loop_timing": rows.loop_timing(0.0334, 0.002, 7)}
-    for seq, (data_type, payload) in enumerate(built.items()):
-        wire = orjson.loads(orjson.dumps(payload))  # what the writer sends
-        Row(data_type=data_type, seq=seq, payload=wire, created_at=datetime.now(UTC))
+             "loop_timing": rows.loop_timing(0.0334, 0.002, 7),
+             "episode": rows.episode("runs/demo/episodes/episode_0000.hdf5", None, 300, 10.0, "expert")}
+    robot_id, parsed = parse_batch(batch(*built.items()))  # what the writer sends
+    assert robot_id == "R1" and [orjson.loads(r[3]) for r in parsed] == list(built.values())
     assert built["battery"]["value"] is None and built["battery"]["current"] is None
     assert built["battery"]["voltage"] == 12.1 and built["joint_states"]["velocity"] == [0.0, None]
-    with pytest.raises(ValueError, match="position"):
-        Row(data_type="joint_states", seq=0, payload={"velocity": []}, created_at=datetime.now(UTC))
+    with pytest.raises(BatchError) as refused:  # the second row's schema fails, named by its place in the batch
+        parse_batch(batch(("battery", {"value": 50.0}), ("joint_states", {"velocity": []})))
+    assert [e["loc"] for e in refused.value.errors] == [("rows", 1, "payload", "position")]

@@ -3,6 +3,7 @@
 Bad input ends in one red line that names the fix and exit code 2; nothing here imports ROS.
 """
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -355,7 +356,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     max_pending: Annotated[int, typer.Option(help="Rows waiting to be written past which batches get 429 (the "
-                                                  "robots keep them and send them again).")] = 200_000,
+                                                  "robots keep them and send them again); per worker.")] = 200_000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes (each with its own database writer); "
+                                                     "more than the cores left beside PostgreSQL only costs.")] = 1,
 ) -> None:
     """Run the telemetry ingest service (FastAPI): robots POST batches to /v1/telemetry.
 
@@ -375,10 +378,25 @@ def serve(
     from nsm.telemetry.tokens import active_tokens
 
     with one_line_errors():
-        if not token and active_tokens(connect(db_url)) == 0:
-            raise NsmError(f"no robot could send: add a token per robot (`nsm serve token add --robot ID --db-url "
-                           f"{db_url}`) or give one fleet-wide --token (NSM_INGEST_TOKEN)")
-    uvicorn.run(create_app(db_url, token, max_pending=max_pending), host=host, port=port, log_level="warning")
+        try:
+            engine = connect(db_url)  # reachable and migrated before the first robot posts
+        except NsmError as exc:
+            if not token:
+                raise  # the robots' tokens are in the database
+            # the fleet token works without it: answer 503 (robots keep their rows) until it is up;
+            # the server migrates it then (nsm.telemetry.ingest)
+            Console(stderr=True).print(f"warning: {exc}; serving anyway, robots get 503 until it answers")
+        else:
+            if not token and active_tokens(engine) == 0:
+                raise NsmError(f"no robot could send: add a token per robot (`nsm serve token add --robot ID "
+                               f"--db-url {db_url}`) or give one fleet-wide --token (NSM_INGEST_TOKEN)")
+    if workers == 1:
+        uvicorn.run(create_app(db_url, token, max_pending=max_pending), host=host, port=port, log_level="warning")
+        return
+    # each worker process builds its own app (nsm.telemetry.ingest.app_from_env) from these
+    os.environ.update({"NSM_DB_URL": db_url, "NSM_INGEST_TOKEN": token, "NSM_MAX_PENDING": str(max_pending)})
+    uvicorn.run("nsm.telemetry.ingest:app_from_env", factory=True, workers=workers, host=host, port=port,
+                log_level="warning")
 
 
 token_app = typer.Typer(help="Per-robot and read-only tokens for `nsm serve`, stored hashed (shown once, when made).",

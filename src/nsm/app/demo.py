@@ -187,6 +187,8 @@ class Demo:
                     bags += [r.close(success=success) for r in recorders[1:]]
                 successes.append(success)
                 success_steps.append(first_success[0] if first_success else None)
+                telemetry.log("episode", rows.episode(str(episodes[-1].resolve()), success, recorder.frames,
+                                                      loop.ticks * contract.period, self.policy.name))
                 try:
                     record_episode(self.engine, cfg.telemetry.robot_id, episodes[-1], started_at,
                                    loop.ticks * contract.period, recorder.frames, success, self.policy.name,

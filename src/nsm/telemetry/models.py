@@ -70,6 +70,23 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class TelemetryMinute(Base):
+    """One robot's minute of telemetry, rolled up (nsm.telemetry.rollups): what the dashboard
+    reads instead of ~5,500 raw rows a robot-minute."""
+
+    __tablename__ = "telemetry_minute"
+    __table_args__ = (Index("ix_telemetry_minute_minute", "minute"),)
+
+    robot_id: Mapped[str] = mapped_column(String, primary_key=True)
+    minute: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)  # UTC, start of the minute
+    rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    battery: Mapped[float | None] = mapped_column(Float)  # mean percent; NULL: unknown all minute
+    loop_ms_p99: Mapped[float | None] = mapped_column(Float)  # control period, nearest-rank p99
+    loop_ms_max: Mapped[float | None] = mapped_column(Float)
+    episodes: Mapped[int] = mapped_column(Integer, nullable=False)  # `episode` rows (one per recorded episode)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 class ApiToken(Base):
     """Who may use `nsm serve`: a robot's token writes that robot's rows only; a read token
     writes nothing. The token itself is never stored: its SHA-256 is (nsm.telemetry.tokens)."""

@@ -36,3 +36,9 @@ def battery(voltage: float, current: float, percentage: float) -> dict:
 
 def loop_timing(period_s: float, compute_s: float, step: int) -> dict:
     return {"value": 1e3 * period_s, "compute_ms": 1e3 * compute_s, "step": step}
+
+
+def episode(path: str, success: bool | None, frames: int, duration_s: float, policy: str) -> dict:
+    """One recorded episode, logged when it ends: the fleet's dashboard counts these."""
+    return {"path": path, "success": None if success is None else bool(success), "frames": int(frames),
+            "duration_s": float(duration_s), "policy": policy}

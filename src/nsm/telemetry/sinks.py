@@ -122,6 +122,7 @@ class DatabaseSink(SpoolingSink):
         super().__init__(spool_dir, max_spool_bytes)
         self.engine = make_engine(db_url)
         self.copy = self.engine.dialect.name == "postgresql"
+        self._raw = None  # PostgreSQL: the connection batches go through (_open)
 
     def insert(self, batch: list[tuple]) -> None:
         """Write `batch` now, in one transaction, or raise (no spool): `nsm serve`'s coalescing writer."""
@@ -132,10 +133,9 @@ class DatabaseSink(SpoolingSink):
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(_SQLITE_INSERT, [(*r[:4], r[4].strftime(SQLITE_TIME)) for r in batch])
             return
-        raw = self.engine.raw_connection()
+        raw = self._raw or self._open()
         try:
             with raw.cursor() as cur:
-                cur.execute(_STAGE)
                 with cur.copy(_COPY) as copy:
                     copy.set_types(["text", "text", "int8", "text", "timestamptz"])
                     for row in batch:
@@ -143,10 +143,25 @@ class DatabaseSink(SpoolingSink):
                 cur.execute(_MERGE)
             raw.commit()
         except BaseException:
+            self._raw = None
             raw.invalidate()  # the connection may be half-way through a COPY: never reuse it
             raise
-        finally:
-            raw.close()
+
+    def _open(self):
+        """The sink's own connection, kept between batches with its staging table made once: a
+        batch is then three round trips (COPY, merge, commit), not six (pool check-out ping,
+        staging table, ..., the pool's rollback on return) — in `nsm serve` each round trip
+        also waits for the GIL beside the request handlers."""
+        raw = self.engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                cur.execute(_STAGE)
+            raw.commit()
+        except BaseException:
+            raw.invalidate()
+            raise
+        self._raw = raw
+        return raw
 
 
 class HttpSink(SpoolingSink):

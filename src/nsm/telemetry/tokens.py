@@ -20,6 +20,7 @@ from nsm.errors import NsmError
 from nsm.telemetry.models import ApiToken
 
 ROBOT, READ = "robot", "read"
+UNCACHED = object()  # TokenCheck.cached(): the table must be asked
 PREFIX = "nsm_"  # recognisable in a leaked config (secret scanners), never part of the hash's secrecy
 
 
@@ -33,6 +34,10 @@ class Grant:
 
     def may_write(self, robot_id: str) -> bool:
         return self.role == ROBOT and self.robot_id in (None, robot_id)
+
+    def may_read(self, robot_id: str | None) -> bool:
+        """Read-only and fleet-wide tokens read everything; a robot's token its own robot (None: the fleet)."""
+        return self.robot_id is None or self.robot_id == robot_id
 
 
 def digest(token: str) -> str:
@@ -69,7 +74,8 @@ def active_tokens(engine: Engine) -> int:
 
 
 class TokenCheck:
-    """`Authorization` header -> Grant (None: no such active token), cached `ttl` seconds a token.
+    """`Authorization` header -> Grant (None: no such active token), cached `ttl` seconds a token
+    (`cached`, then `look_up` when that says UNCACHED).
     `fleet_token`: one token for every robot (the single-token setup), checked without the table."""
 
     def __init__(self, engine: Engine, fleet_token: str = "", ttl: float = 5.0):
@@ -78,18 +84,25 @@ class TokenCheck:
         self._cache: dict[str, tuple[float, Grant | None]] = {}
         self._lock = threading.Lock()
 
-    def grant(self, header: str) -> Grant | None:
+    def cached(self, header: str):
+        """The Grant (or None) when no database query is needed — a malformed header, the fleet
+        token, a token checked less than `ttl` ago — else UNCACHED: the server answers most
+        requests on its event loop and queries the table on a thread only for these."""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
         key = digest(token)
         if self._fleet is not None and secrets.compare_digest(key, self._fleet):
             return Grant("fleet token", ROBOT, None)
-        now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key)
-        if cached is not None and now - cached[0] < self.ttl:
+        if cached is not None and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
+        return UNCACHED
+
+    def look_up(self, header: str) -> Grant | None:
+        """The Grant of a bearer header's token from the table (None: no such active token), cached."""
+        key = digest(header.partition(" ")[2])
         with self.engine.connect() as conn:
             row = conn.execute(select(ApiToken.name, ApiToken.role, ApiToken.robot_id)
                                .where(ApiToken.token_sha256 == key, ApiToken.revoked_at.is_(None))).first()
@@ -97,5 +110,5 @@ class TokenCheck:
         with self._lock:
             if len(self._cache) > 100_000:  # wrong tokens must not grow it without bound
                 self._cache.clear()
-            self._cache[key] = (now, found)
+            self._cache[key] = (time.monotonic(), found)
         return found

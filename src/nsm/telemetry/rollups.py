@@ -1,0 +1,76 @@
+"""Per-minute rollups of `robot_telemetry` into `telemetry_minute`: per robot and UTC minute
+the rows, mean battery percent, the control period's p99 and max, episodes recorded and the
+last row's time. The dashboard reads these (one row a robot-minute) instead of the ~5,500
+raw rows behind each.
+
+One SQL statement does it on PostgreSQL and on SQLite alike (window functions; the p99 is
+the nearest-rank one: the smallest period with at least 99% of the minute's at or below
+it), upserting, so rolling a minute up again after late rows arrived corrects it. `nsm
+serve` rolls up the last few complete minutes once a minute (`keep_rolled_up`).
+"""
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from nsm.telemetry.sinks import SQLITE_TIME
+
+log = logging.getLogger("nsm.rollups")
+LATE_MINUTES = 3  # minutes rolled up again each round: rows that arrive late (a robot's spool) still count
+
+_MINUTE = {"postgresql": "date_trunc('minute', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
+           "sqlite": "strftime('%Y-%m-%d %H:%M:00.000000', created_at)"}
+_VALUE = {"postgresql": "(payload->>'value')::float", "sqlite": "json_extract(payload, '$.value')"}
+_ROLL_UP = """
+WITH r AS (
+  SELECT robot_id, {minute} AS minute, data_type, created_at,
+         CASE WHEN data_type IN ('battery', 'loop_timing') THEN {value} END AS value
+  FROM robot_telemetry WHERE created_at >= :since AND created_at < :until),
+ranked AS (
+  SELECT robot_id, minute, value,
+         row_number() OVER (PARTITION BY robot_id, minute ORDER BY value) AS k,
+         count(*) OVER (PARTITION BY robot_id, minute) AS n
+  FROM r WHERE data_type = 'loop_timing' AND value IS NOT NULL),
+loop AS (
+  SELECT robot_id, minute, min(value) AS p99, max(value) AS top FROM ranked WHERE k * 100 >= n * 99
+  GROUP BY robot_id, minute)
+INSERT INTO telemetry_minute (robot_id, minute, rows, battery, loop_ms_p99, loop_ms_max, episodes, last_at)
+SELECT r.robot_id, r.minute, count(*), avg(CASE WHEN r.data_type = 'battery' THEN r.value END), l.p99, l.top,
+       sum(CASE WHEN r.data_type = 'episode' THEN 1 ELSE 0 END), max(r.created_at)
+FROM r LEFT JOIN loop l ON l.robot_id = r.robot_id AND l.minute = r.minute
+WHERE true
+GROUP BY r.robot_id, r.minute, l.p99, l.top
+ON CONFLICT (robot_id, minute) DO UPDATE SET rows = excluded.rows, battery = excluded.battery,
+  loop_ms_p99 = excluded.loop_ms_p99, loop_ms_max = excluded.loop_ms_max, episodes = excluded.episodes,
+  last_at = excluded.last_at
+"""
+
+
+def minute_start(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def roll_up(engine: Engine, since: datetime, until: datetime) -> None:
+    """Roll up the whole minutes in [since, until) (UTC)."""
+    since, until = minute_start(since), minute_start(until)
+    dialect = engine.dialect.name
+    sql = _ROLL_UP.format(minute=_MINUTE[dialect], value=_VALUE[dialect])
+    bounds = {"since": since, "until": until}
+    if dialect == "sqlite":  # SQLAlchemy stores naive UTC text there; compare text with text
+        bounds = {k: v.replace(tzinfo=None).strftime(SQLITE_TIME) for k, v in bounds.items()}
+    with engine.begin() as conn:
+        conn.execute(text(sql), bounds)
+
+
+def keep_rolled_up(engine: Engine, every: float = 60.0) -> None:
+    """Forever: once a minute (a few seconds past it), the last LATE_MINUTES complete minutes."""
+    while True:
+        now = datetime.now(UTC)
+        try:
+            roll_up(engine, now - timedelta(minutes=LATE_MINUTES), now)
+        except SQLAlchemyError as exc:  # the database is down: the next round covers these minutes too
+            log.warning("rollups: %s", str(getattr(exc, "orig", exc)).splitlines()[0])
+        time.sleep(every - time.time() % every + 2.0)
