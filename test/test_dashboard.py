@@ -2,7 +2,8 @@
 Playwright) against the service as a process on the real PostgreSQL: the fleet page shows
 the rolled-up robots, a robot that starts posting appears within 2 s, a prediction the
 Brain Worker stores shows up live as an alert, the robot page draws its minutes; reads
-need a read-only (or the robot's own) token."""
+need a read-only (or the robot's own) token. The JSON on SQLite (the default database) too."""
+import contextlib
 import json
 import os
 import time
@@ -49,19 +50,30 @@ def get(url, path, token):
     return httpx.get(f"{url}{path}", headers={"Authorization": f"Bearer {token}"} if token else {}, timeout=10)
 
 
-@pytest.fixture
-def fleet_server(pg_db, tmp_path):
-    engine = connect(pg_db)
-    sink = DatabaseSink(pg_db, tmp_path / "spool")
+@contextlib.contextmanager
+def fleet_served(db_url: str, tmp_path: Path):
+    """`nsm serve` (per-robot tokens only) on a database holding FLEET's rolled-up history:
+    (service, db_url, read-only token, EP01's token)."""
+    engine = connect(db_url)
+    sink = DatabaseSink(db_url, tmp_path / "spool")
     for robot_id, (battery, p99) in FLEET.items():
         assert sink.write(history(robot_id, battery, p99))
     now = datetime.now(UTC)
     roll_up(engine, now - timedelta(hours=1), now)
     _, read = add_token(engine)
     _, ep01 = add_token(engine, "EP01")
-    svc = Service(pg_db, None)
-    yield svc, pg_db, read, ep01
-    svc.kill()
+    svc = Service(db_url, None)
+    try:
+        yield svc, db_url, read, ep01
+    finally:
+        svc.kill()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fleet_server(request, tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'server.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_db")
+    with fleet_served(db_url, tmp_path) as served:
+        yield served
 
 
 def test_the_fleet_json_is_the_rollups_and_reads_need_a_reading_token(fleet_server):
@@ -80,11 +92,16 @@ def test_the_fleet_json_is_the_rollups_and_reads_need_a_reading_token(fleet_serv
     assert len(detail["minutes"]) == 30 and [e["success"] for e in detail["episodes"]] == [False, True]
 
 
-def test_the_dashboard_shows_the_fleet_a_new_robot_and_a_prediction_in_chromium(fleet_server, tmp_path, monkeypatch):
+def test_the_dashboard_shows_the_fleet_a_new_robot_and_a_prediction_in_chromium(pg_db, tmp_path, monkeypatch):
     assert CHROMIUM, "Debian's chromium is missing: bash scripts/setup.sh --test installs it"
+    with fleet_served(pg_db, tmp_path) as served:
+        browse(*served, tmp_path, monkeypatch)
+
+
+def browse(svc, db, read, ep01, tmp_path, monkeypatch):
+    """The browser part of the test above, on the served fleet."""
     from playwright.sync_api import sync_playwright
 
-    svc, db, read, ep01 = fleet_server
     monkeypatch.setenv("BACKEND_API_TOKEN", ep01)
     robot = HttpSink(svc.url, tmp_path / "ep01-spool")
     names = [f"joint_{i}" for i in range(6)]
