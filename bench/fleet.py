@@ -3,7 +3,8 @@ PostgreSQL, side by side in one run, on this machine.
 
 Each simulated robot sends the real telemetry mix at the real rate — joint_states,
 joint_commands and loop_timing at 30 Hz, battery at 1 Hz (91 rows/s), the payloads of
-nsm.telemetry.rows — in the robot writer's batches (every 0.5 s), through nsm's own sinks:
+nsm.telemetry.rows — in the robot writer's batches (every 1 s to the server, every 0.5 s
+into a database: nsm.telemetry.writer), through nsm's own sinks:
 HttpSink to `nsm serve` (one fleet-wide token), or DatabaseSink straight into PostgreSQL
 (one connection per robot, as each robot's writer holds). Robots are threads in a few
 client processes; the fleet grows step by step (`--service` / `--direct` sizes) and for
@@ -17,7 +18,7 @@ A mode's ramp stops after the first size it does not hold.
 The robots' own CPU is on this machine too (on a fleet it is on the robots): the client
 processes' CPU seconds are reported beside the server's.
 
-    .venv/bin/python bench/fleet.py [--workers 2] [--service 100,150,200,250,300] [--direct 100,150,200,250,300]
+    .venv/bin/python bench/fleet.py [--workers 2] [--service 200,250,300,350,400] [--direct 200,300,400,500]
 
 Starts its own PostgreSQL (fsync on; max_connections 1000, so that the direct fleet meets
 the machine's limit rather than the default's 100 connections); writes bench/results/fleet.json.
@@ -37,10 +38,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
+from nsm.telemetry.writer import DB_FLUSH_S, HTTP_FLUSH_S  # noqa: E402
 from pg import fresh_database, postgres, start_service  # noqa: E402
 
 RATES_HZ = {"joint_states": 30.0, "joint_commands": 30.0, "loop_timing": 30.0, "battery": 1.0}
-FLUSH_S = 0.5  # the robot writer's flush_interval
+FLUSH_S = {"service": HTTP_FLUSH_S, "direct": DB_FLUSH_S}  # the robot writer's batches to either target
 RETRY_S = 1.0  # its retry_interval
 WARMUP_S = 3.0  # flushes before this are not timed (connections opening)
 P99_LIMIT_MS = 250.0
@@ -60,15 +62,16 @@ def payloads() -> dict[str, bytes]:
 
 
 def robot(robot_id: str, target: str, spool: Path, start_at: float, stop_at: float, out: list, lock) -> None:
-    """One robot's writer: the rows due since the last flush, every FLUSH_S (RETRY_S or the
-    server's Retry-After after a failure); then its spool drained."""
+    """One robot's writer: the rows due since the last flush, every flush interval (RETRY_S or
+    the server's Retry-After after a failure); then its spool drained."""
     from nsm.telemetry.sinks import make_sink
 
     sink = make_sink(target, spool)
+    flush_s = FLUSH_S["service" if target.startswith("http") else "direct"]
     text = payloads()
     due = dict.fromkeys(RATES_HZ, start_at)
     made, latencies, failed = 0, [], 0
-    next_flush = start_at + random.uniform(0, FLUSH_S)
+    next_flush = start_at + random.uniform(0, flush_s)
     while True:
         time.sleep(max(0.0, next_flush - time.time()))
         now = min(time.time(), stop_at)
@@ -87,7 +90,7 @@ def robot(robot_id: str, target: str, spool: Path, start_at: float, stop_at: flo
                 failed += 1
         if now >= stop_at:
             break
-        next_flush = time.time() + (FLUSH_S if ok else max(RETRY_S, sink.retry_after))
+        next_flush = time.time() + (flush_s if ok else max(RETRY_S, sink.retry_after))
     deadline = time.time() + 120
     while not sink.replay_spool() and time.time() < deadline:
         time.sleep(max(RETRY_S, sink.retry_after))
@@ -180,8 +183,8 @@ def ramp(mode: str, sizes: list[int], target: str, db_url: str, args, spool: Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per fleet size")
-    parser.add_argument("--service", default="100,150,200,250,300", help="fleet sizes through nsm serve")
-    parser.add_argument("--direct", default="100,150,200,250,300", help="fleet sizes straight into PostgreSQL")
+    parser.add_argument("--service", default="200,250,300,350,400", help="fleet sizes through nsm serve")
+    parser.add_argument("--direct", default="200,300,400,500", help="fleet sizes straight into PostgreSQL")
     parser.add_argument("--processes", type=int, default=4, help="client processes the robots are spread over")
     parser.add_argument("--workers", type=int, default=2, help="nsm serve --workers (one per core)")
     args = parser.parse_args()
