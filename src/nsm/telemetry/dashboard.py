@@ -32,7 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from nsm.telemetry.sinks import SQLITE_TIME
+from nsm.telemetry.sinks import sql_time
 from nsm.telemetry.tokens import Grant
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -57,11 +57,6 @@ WHERE k = 1 ORDER BY robot_id
 """
 
 
-def _bound(engine: Engine, t: datetime):
-    """A time as the dialect compares it (SQLite: SQLAlchemy's naive UTC text)."""
-    return t.astimezone(UTC).replace(tzinfo=None).strftime(SQLITE_TIME) if engine.dialect.name == "sqlite" else t
-
-
 def _when(value) -> str | None:
     """A stored time as ISO 8601 UTC (SQLite hands back naive UTC, or text from raw SQL)."""
     if value is None:
@@ -79,7 +74,7 @@ def fleet(engine: Engine, now: datetime | None = None) -> dict:
     """Every robot heard from in the last 24 h: its last rolled-up minute and latest predictions."""
     now = now or datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    bounds = {"since": _bound(engine, now - HISTORY), "today": _bound(engine, today)}
+    bounds = {"since": sql_time(engine.dialect.name, now - HISTORY), "today": sql_time(engine.dialect.name, today)}
     with engine.connect() as conn:
         minutes = conn.execute(text(_FLEET), bounds).all()
         predictions = conn.execute(text(_LATEST_PREDICTIONS.format(robot="")), bounds).all()
@@ -96,7 +91,7 @@ def fleet(engine: Engine, now: datetime | None = None) -> dict:
 def robot(engine: Engine, robot_id: str, now: datetime | None = None, minutes: int = 24 * 60) -> dict:
     """One robot: its minutes (battery, loop timing, rows), recent predictions and episodes."""
     now = now or datetime.now(UTC)
-    since = {"since": _bound(engine, now - timedelta(minutes=minutes)), "r": robot_id}
+    since = {"since": sql_time(engine.dialect.name, now - timedelta(minutes=minutes)), "r": robot_id}
     with engine.connect() as conn:
         series = conn.execute(text("SELECT minute, rows, battery, loop_ms_p99, loop_ms_max FROM telemetry_minute "
                                    "WHERE robot_id = :r AND minute >= :since ORDER BY minute"), since).all()

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from nsm.telemetry.sinks import SQLITE_TIME
+from nsm.telemetry.sinks import sql_time
 
 TABLE = "robot_telemetry"
 DEFAULT = f"{TABLE}_default"
@@ -76,7 +76,7 @@ def prune(engine: Engine, older_than: timedelta, now: datetime | None = None) ->
     cutoff = (now or datetime.now(UTC)) - older_than
     with engine.begin() as conn:
         if not is_partitioned(conn):
-            stamp = cutoff.strftime(SQLITE_TIME) if conn.dialect.name == "sqlite" else cutoff
+            stamp = sql_time(conn.dialect.name, cutoff)
             return [], conn.execute(text(f"DELETE FROM {TABLE} WHERE created_at < :c"), {"c": stamp}).rowcount
         dropped = []
         for day, name in sorted(day_partitions(conn).items()):

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from nsm.telemetry.sinks import SQLITE_TIME
+from nsm.telemetry.sinks import sql_time
 
 log = logging.getLogger("nsm.rollups")
 LATE_MINUTES = 3  # minutes rolled up again each round: rows that arrive late (a robot's spool) still count
@@ -58,9 +58,7 @@ def roll_up(engine: Engine, since: datetime, until: datetime) -> None:
     since, until = minute_start(since), minute_start(until)
     dialect = engine.dialect.name
     sql = _ROLL_UP.format(minute=_MINUTE[dialect], value=_VALUE[dialect])
-    bounds = {"since": since, "until": until}
-    if dialect == "sqlite":  # SQLAlchemy stores naive UTC text there; compare text with text
-        bounds = {k: v.replace(tzinfo=None).strftime(SQLITE_TIME) for k, v in bounds.items()}
+    bounds = {"since": sql_time(dialect, since), "until": sql_time(dialect, until)}
     with engine.begin() as conn:
         conn.execute(text(sql), bounds)
 

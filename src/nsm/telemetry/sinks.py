@@ -20,7 +20,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -39,6 +39,11 @@ _SQLITE_INSERT = ("INSERT INTO robot_telemetry (robot_id, data_type, seq, payloa
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite (UTC, naive)
 TOKEN_ENV = "BACKEND_API_TOKEN"
 INGEST_PATH = "/v1/telemetry"
+
+
+def sql_time(dialect: str, t: datetime):
+    """`t` as a query compares it with stored times: SQLite holds SQLAlchemy's naive UTC text."""
+    return t.astimezone(UTC).replace(tzinfo=None).strftime(SQLITE_TIME) if dialect == "sqlite" else t
 
 
 @dataclass
