@@ -67,13 +67,14 @@ def expert_on(seeds: range) -> dict:
     return rate(wins, len(seeds))
 
 
-def evaluate(model: Path, backend: str, episodes: int, out: Path) -> dict:
+def evaluate(model: Path, backend: str, episodes: int, out: Path, merge: str = "replace", threshold: float = 0.5) -> dict:
     """`nsm eval` (cached in out/eval.json)."""
     if (out / "eval.json").is_file():
         return json.loads((out / "eval.json").read_text())
     shutil.rmtree(out, ignore_errors=True)
-    e = asdict(Evaluator(model, episodes, out, backend=backend).run())
-    print(f"{model.name} {backend}: {e['successes']}/{e['episodes']} Wilson {e['wilson95']}", flush=True)
+    e = asdict(Evaluator(model, episodes, out, backend=backend, merge=merge, threshold=threshold).run())
+    print(f"{model.name} {backend} {merge}:{threshold}: {e['successes']}/{e['episodes']} Wilson {e['wilson95']}",
+          flush=True)
     return e
 
 
@@ -123,9 +124,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     parser.add_argument("--eval", type=int, default=20)
     parser.add_argument("--checkpoint-eval", type=int, default=10, help="episodes per earlier checkpoint (the curve)")
-    parser.add_argument("--ablation", type=Path, action="append", default=[],
+    parser.add_argument("--ablation", action="append", default=[], metavar="FOLDER[=WHAT DIFFERS]",
                         help="another --work folder (a recipe variant) whose training and ONNX Runtime evaluation "
                              "are reported beside this one")
+    parser.add_argument("--runtime", action="append", default=[], metavar="MERGE:THRESHOLD",
+                        help="also evaluate the final model with another chunk runtime on the same seeds, e.g. "
+                             "ensemble:1.0 (ACT's temporal ensembling, a chunk every step) or replace:0.9")
     parser.add_argument("--calls", type=int, default=100, help="latency: calls per variant")
     parser.add_argument("--work", type=Path, default=Path("runs/closed_loop"))
     parser.add_argument("--ros", action="store_true", help="also evaluate through the bringup graph as processes")
@@ -179,13 +183,23 @@ def main() -> None:
         cached = out / "eval_nodes.json"
         results["through_nodes"] = (json.loads(cached.read_text()) if cached.is_file() else
                                     evaluate_nodes(model, args.eval, out, seeds.start))
+    final = results["success_vs_steps"][results["training"]["steps"]]
+    results["runtime_variants"] = {"replace:0.5 (the default)": final}
+    for variant in args.runtime:
+        merge, threshold = variant.split(":")
+        e = evaluate(model, "onnxruntime", args.eval, args.work / f"eval-onnxruntime-{merge}-{threshold}", merge,
+                     float(threshold))
+        results["runtime_variants"][variant] = {k: e[k] for k in ("successes", "episodes", "success_rate", "wilson95")}
     results["ablations"] = {}
-    for other in args.ablation:
+    for spec in args.ablation:
+        folder, _, differs = spec.partition("=")
+        other = Path(folder)
         train = json.loads((other / "act" / "training" / "train.json").read_text())
         cfg = json.loads((other / "act" / "train_config.json").read_text())  # what lerobot-train ran with
         e = json.loads((other / "eval-onnxruntime" / "eval.json").read_text())
         results["ablations"][str(other)] = {
-            "training": train, "augmentation": cfg["dataset"]["image_transforms"]["enable"],
+            "differs": differs or "the training recipe (below)", "training": train,
+            "augmentation": cfg["dataset"]["image_transforms"]["enable"],
             "optimizer_lr": cfg["policy"]["optimizer_lr"], "kl_weight": cfg["policy"]["kl_weight"],
             "lr_schedule": (cfg.get("scheduler") or {}).get("type", "constant"),
             "backbone_norm": train.get("backbone_norm", "frozen (LeRobot's, never fitted: the identity)"),

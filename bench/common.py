@@ -2,6 +2,7 @@
 import json
 import os
 import platform
+import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ def machine() -> dict:
 def write_result(name: str, results: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": name, "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    record = {"benchmark": name, "command": shlex.join([Path(sys.executable).name, *sys.argv]),
               "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "results": results}
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path

@@ -3,6 +3,7 @@ evaluation through the robot's runtime (ONNX Runtime). Asserts that every artifa
 loads, not a success rate (a few training steps learn nothing)."""
 import json
 
+import h5py
 import pytest
 
 from nsm.app.collect import Collector
@@ -84,7 +85,6 @@ def test_training_and_robot_paths_give_the_model_the_same_inputs_and_get_the_sam
     robot's backend) agree on every normalized tensor and on the actions. A skew in colour
     order, resize, scaling, normalization stats, camera order or state order fails here, and a
     frame of another size than the camera's is refused."""
-    import h5py
     import lerobot.policies  # noqa: F401  registers the policy config types the train config names
     import numpy as np
     import torch
@@ -137,6 +137,14 @@ def test_evaluation_runs_the_model_through_the_runtime_and_reports(model, tmp_pa
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["episodes"] == 2
     assert (tmp_path / "eval" / "eval_sheet.png").stat().st_size > 1000
     assert r.inference_ms_p50 > 0
+    # ACT's temporal ensembling, a chunk asked for on every tick: recorded, and many more chunks than plain chunking
+    e = Evaluator(model, episodes=1, out=tmp_path / "ensemble", seconds=1.0, merge="ensemble", threshold=1.0).run()
+    assert (e.merge, e.threshold, r.merge, r.threshold) == ("ensemble", 1.0, "replace", 0.5)
+    chunks = []
+    for folder in (tmp_path / "eval", tmp_path / "ensemble"):
+        with h5py.File(folder / "episode_0.hdf5") as f:
+            chunks.append(f["chunks/length"].shape[0])
+    assert chunks[1] > 3 * chunks[0], chunks
 
 
 def test_training_refuses_an_empty_or_foreign_folder_before_starting(tmp_path):
@@ -172,7 +180,6 @@ def test_int8_export_is_calibrated_on_recorded_frames_and_runs_on_the_robot_path
     """`nsm policy export --format onnx-int8`: static int8 (QDQ) calibrated on the recorded
     episodes; the `onnxruntime-int8` backend runs it through the same robot path and its chunks
     stay close to the fp32 export's; a model re-trained since (other stats) is refused."""
-    import h5py
     import numpy as np
     import onnx
 

@@ -34,3 +34,7 @@ def test_nsm_eval_ros_runs_the_node_evaluation_and_says_what_is_wrong(ros_env, t
                            "--episodes", "1"], capture_output=True, text=True, timeout=120, env=ros_env)
     assert done.returncode == 2 and "error:" in done.stderr and str(tmp_path / "nothing") in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+    # the nodes' runtime is set in their YAML: an eval option that would be ignored there is refused
+    done = subprocess.run([sys.executable, "-m", "nsm.cli", "eval", "--model", str(tmp_path / "nothing"), "--ros",
+                           "--merge", "ensemble"], capture_output=True, text=True, timeout=120, env=ros_env)
+    assert done.returncode == 2 and "arm_driver_node.merge" in done.stderr and "Traceback" not in done.stderr, done.stderr

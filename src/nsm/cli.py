@@ -688,6 +688,11 @@ def eval_policy(
     ros: Annotated[bool, typer.Option("--ros", help="Run it through the deployed nodes instead: the bringup graph as "
                                                     "processes over DDS, a new world per episode set by `seed` + "
                                                     "lifecycle (nsm.ros.evaluate; needs ROS 2's rclpy).")] = False,
+    merge: Annotated[str, typer.Option(help="How overlapping chunks combine: replace (newest wins, LeRobot's) | "
+                                            "ensemble (ACT's temporal ensembling; with --threshold 1 a chunk every "
+                                            "step) | blend.")] = "replace",
+    threshold: Annotated[float, typer.Option(help="Ask for the next chunk when fewer than threshold x chunk size "
+                                                  "actions remain (0.5: every half chunk).", min=0.01, max=1.0)] = 0.5,
 ) -> None:
     """Evaluate a policy in the simulated pick-and-place scene through the robot's runtime.
 
@@ -699,12 +704,16 @@ def eval_policy(
     from nsm.app.evaluate import Evaluator
 
     if ros:  # the ROS side lives in nsm.ros, which the CLI never imports: run it as its own process
+        if (merge, threshold) != ("replace", 0.5):
+            raise typer.BadParameter("through the nodes the runtime is set in the nodes' YAML (arm_driver_node.merge, "
+                                     "policy_node.threshold); drop --merge/--threshold with --ros")
         out = out or model / f"eval-nodes-{backend}"
         raise typer.Exit(subprocess.call([sys.executable, "-m", "nsm.ros.evaluate", "--model", str(model),
                                           "--episodes", str(episodes), "--seed", str(seed), "--seconds", str(seconds),
                                           "--backend", backend, "--out", str(out)]))
     with one_line_errors():
-        evaluator = Evaluator(model, episodes, out or model / f"eval-{backend}", seed, backend, seconds)
+        evaluator = Evaluator(model, episodes, out or model / f"eval-{backend}", seed, backend, seconds,
+                              merge=merge, threshold=threshold)
         with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TextColumn("control steps"),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task("eval", total=evaluator.total_steps)

@@ -33,6 +33,8 @@ class Evaluation:
     wilson95: tuple[float, float]
     mean_seconds_to_success: float | None
     seeds: str
+    merge: str
+    threshold: float
     inference_ms_p50: float
     out: str
     sheet: str | None
@@ -42,7 +44,9 @@ class Evaluator:
     """Checks the model against the robot (cameras, image sizes, joints) when built; `run()` evaluates."""
 
     def __init__(self, model: Path, episodes: int, out: Path, seed: int = EVAL_SEED, backend: str = "onnxruntime",
-                 seconds: float = 12.0, robot: str = "so101"):
+                 seconds: float = 12.0, robot: str = "so101", merge: str = "replace", threshold: float = 0.5):
+        """`merge` and `threshold`: the runtime's chunk merging and when it asks for the next
+        chunk (the policy node's and arm driver's settings of the same names)."""
         policy_dir = PolicyDir(model)
         if backend in ("onnxruntime", "tensorrt"):
             from nsm.policy.export import ensure_onnx_export
@@ -52,7 +56,7 @@ class Evaluator:
         # Demo builds the policy and checks its cameras and sizes against the contract
         self.demo = Demo(demo_config(robot=robot, camera=list(policy_dir.features.cameras), episodes=episodes,
                                      seconds=seconds, out=out, seed=seed, policy=model, backend=backend, bag=False,
-                                     db_url=f"sqlite:///{out / 'telemetry.db'}"))
+                                     merge=merge, threshold=threshold, db_url=f"sqlite:///{out / 'telemetry.db'}"))
 
     @property
     def total_steps(self) -> int:
@@ -67,7 +71,7 @@ class Evaluator:
         result = Evaluation(str(self.model), self.backend, len(s.successes), wins, wins / len(s.successes),
                             tuple(round(v, 3) for v in wilson_interval(wins, len(s.successes))),
                             round(float(np.mean(times)), 2) if times else None,
-                            f"{cfg.arm.seed}..{cfg.arm.seed + cfg.episodes - 1}",
+                            f"{cfg.arm.seed}..{cfg.arm.seed + cfg.episodes - 1}", cfg.arm.merge, cfg.policy.threshold,
                             round(float(np.median(s.inference_ms)), 1) if len(s.inference_ms) else float("nan"),
                             str(self.out), None)
         result.sheet = self._sheet(s.episodes, s.successes)
