@@ -29,7 +29,7 @@ from typing import Annotated, NotRequired, TypedDict
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from pydantic_core import to_json
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -78,20 +78,22 @@ SCHEMAS: dict[str, type] = {"battery": BatteryPayload, "loop_timing": ValuePaylo
 _CHECKS = {data_type: TypeAdapter(list[schema]) for data_type, schema in SCHEMAS.items()}
 
 
-class Row(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+@with_config(ConfigDict(extra="forbid"))
+class Row(TypedDict):
     data_type: Annotated[str, Field(pattern=NAME)]
     seq: Annotated[int, Field(ge=0, le=2**63 - 1)]  # BIGINT
     payload: dict
     created_at: AwareDatetime
 
 
-class Batch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+@with_config(ConfigDict(extra="forbid"))
+class Batch(TypedDict):
     robot_id: Annotated[str, Field(pattern=NAME)]
     rows: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]
+
+
+# TypedDicts rather than models: pydantic-core hands back plain dicts, no object per row (5,000 rows: 20 ms, not 25)
+_BATCH = TypeAdapter(Batch)
 
 
 class BatchError(ValueError):
@@ -106,30 +108,34 @@ def parse_batch(raw: bytes | str) -> tuple[str, list[tuple]]:
     """The batch's robot_id and its rows as the sinks write them `(robot_id, data_type, seq,
     payload JSON, created_at)`, or BatchError. Per row only the JSON parse and one encode run
     (in pydantic-core): the schema check takes all rows of a data type at once. Measured on
-    5,000 joint_states rows: ~30 ms, where a per-row Python validator took 126 ms."""
+    5,000 joint_states rows: 39 ms (48 ms with pydantic models and a screen per row; a per-row Python
+    validator took 126 ms on a faster hour of the same VM)."""
     try:
-        batch = Batch.model_validate_json(raw)
+        batch = _BATCH.validate_json(raw)
     except ValidationError as exc:
         raise BatchError(_errors(exc)) from None
+    robot_id, given = batch["robot_id"], batch["rows"]
     by_type: dict[str, list[int]] = {}
-    for i, row in enumerate(batch.rows):
-        by_type.setdefault(row.data_type, []).append(i)
+    for i, row in enumerate(given):
+        by_type.setdefault(row["data_type"], []).append(i)
     errors = []
     for data_type, index in by_type.items():
         if data_type in _CHECKS:
             try:
-                _CHECKS[data_type].validate_python([batch.rows[i].payload for i in index])
+                _CHECKS[data_type].validate_python([given[i]["payload"] for i in index])
             except ValidationError as exc:
                 errors += [e | {"loc": ("rows", index[e["loc"][0]], "payload", *e["loc"][1:])} for e in _errors(exc)]
-    rows = []
-    for i, row in enumerate(batch.rows):
-        text = to_json(row.payload)
-        if (b"NaN" in text or b"Infinity" in text or b"\\u0000" in text) and (problem := _unstorable(row.payload)):
-            errors.append({"type": "value_error", "loc": ("rows", i, "payload"), "msg": problem})
-        rows.append((batch.robot_id, row.data_type, row.seq, text.decode(), row.created_at))
+    texts = [to_json(row["payload"]) for row in given]
+    every = b"".join(texts)  # one screen for the batch; row by row only when it hits
+    if b"NaN" in every or b"Infinity" in every or b"\\u0000" in every:
+        errors += [{"type": "value_error", "loc": ("rows", i, "payload"), "msg": problem}
+                   for i, text in enumerate(texts)
+                   if (b"NaN" in text or b"Infinity" in text or b"\\u0000" in text)
+                   and (problem := _unstorable(given[i]["payload"]))]
     if errors:
         raise BatchError(errors)
-    return batch.robot_id, rows
+    return robot_id, [(robot_id, row["data_type"], row["seq"], text.decode(), row["created_at"])
+                      for row, text in zip(given, texts, strict=True)]
 
 
 def _unstorable(payload: dict) -> str:
