@@ -27,10 +27,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import run_expert_plan, write_result  # noqa: E402
 from nsm.app.collect import Collector  # noqa: E402
 from nsm.app.evaluate import EVAL_SEED, Evaluator  # noqa: E402
-from nsm.arm.safety import SafetyFilter  # noqa: E402
 from nsm.contract import Observation, load_contract  # noqa: E402
 from nsm.policy.image_input import FILE as IMAGE_INPUT_FILE  # noqa: E402
 from nsm.policy.image_input import to_model_size  # noqa: E402
@@ -60,9 +59,7 @@ def expert_on(seeds: range) -> dict:
     for seed in seeds:
         scene.reset(seed)
         expert.reset()
-        safety = SafetyFilter(contract, scene.joint_state()[0])
-        for step, row in enumerate(expert.plan):
-            scene.step(safety.filter(row, step * contract.period))
+        run_expert_plan(contract, scene, expert.plan)
         wins += scene.success()
     return rate(wins, len(seeds))
 

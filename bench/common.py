@@ -23,3 +23,14 @@ def write_result(name: str, results: dict) -> Path:
               "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "results": results}
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
+
+
+def run_expert_plan(contract, scene, plan):
+    """Play a scripted expert's plan through the safety filter into the simulated arm, as `nsm
+    sim collect` does (physics only, no cameras); the filter is returned for its counts."""
+    from nsm.arm.safety import SafetyFilter
+
+    safety = SafetyFilter(contract, scene.joint_state()[0])
+    for step, row in enumerate(plan):
+        scene.step(safety.filter(row, step * contract.period))
+    return safety

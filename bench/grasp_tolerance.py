@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-from nsm.arm.safety import SafetyFilter  # noqa: E402
+from common import run_expert_plan, write_result  # noqa: E402
 from nsm.contract import load_contract  # noqa: E402
 from nsm.sim.expert import PickPlaceExpert  # noqa: E402
 from nsm.sim.scene import SimScene  # noqa: E402
@@ -34,9 +33,7 @@ def successes(contract, world: SimScene, mirror: SimScene, seeds: range, radial:
         pose[:2] += radial * reach + tangential * np.array([-reach[1], reach[0]])
         mirror.set_cube_qpos(pose)
         expert.reset()
-        safety = SafetyFilter(contract, world.joint_state()[0])
-        for step, row in enumerate(expert.plan):
-            world.step(safety.filter(row, step * contract.period))
+        run_expert_plan(contract, world, expert.plan)
         wins += world.success()
     return wins
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-from nsm.arm.safety import SafetyFilter  # noqa: E402
+from common import run_expert_plan, write_result  # noqa: E402
 from nsm.contract import load_contract  # noqa: E402
 from nsm.sim.expert import PickPlaceExpert  # noqa: E402
 from nsm.sim.scene import SimScene  # noqa: E402
@@ -35,9 +34,7 @@ def main() -> None:
         started = time.perf_counter()
         expert.reset()
         plan_s.append(time.perf_counter() - started)
-        safety = SafetyFilter(contract, scene.joint_state()[0])
-        for step, row in enumerate(expert.plan):
-            scene.step(safety.filter(row, step * contract.period))
+        safety = run_expert_plan(contract, scene, expert.plan)
         outcomes.append(scene.success())
         clamped += safety.clamped
     low, high = wilson_interval(sum(outcomes), len(outcomes))
