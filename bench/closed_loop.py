@@ -36,6 +36,7 @@ from nsm.policy.image_input import to_model_size  # noqa: E402
 from nsm.policy.lerobot_policy import LeRobotChunkPolicy  # noqa: E402
 from nsm.policy.model_dir import PolicyDir  # noqa: E402
 from nsm.recording.episodes import episode_files, sampled_observations  # noqa: E402
+from nsm.settings import ArmDriverSettings, PolicySettings  # noqa: E402
 from nsm.sim.expert import PickPlaceExpert  # noqa: E402
 from nsm.sim.scene import SimScene  # noqa: E402
 from nsm.stats import wilson_interval  # noqa: E402
@@ -64,14 +65,15 @@ def expert_on(seeds: range) -> dict:
     return rate(wins, len(seeds))
 
 
-def evaluate(model: Path, backend: str, episodes: int, out: Path, merge: str = "replace", threshold: float = 0.5) -> dict:
+def evaluate(model: Path, backend: str, episodes: int, out: Path, merge: str | None = None,
+             threshold: float | None = None) -> dict:
     """`nsm eval` (cached in out/eval.json)."""
     if (out / "eval.json").is_file():
         return json.loads((out / "eval.json").read_text())
     shutil.rmtree(out, ignore_errors=True)
     e = asdict(Evaluator(model, episodes, out, backend=backend, merge=merge, threshold=threshold).run())
-    print(f"{model.name} {backend} {merge}:{threshold}: {e['successes']}/{e['episodes']} Wilson {e['wilson95']}",
-          flush=True)
+    print(f"{model.name} {backend} {e['merge']}:{e['threshold']}: {e['successes']}/{e['episodes']} "
+          f"Wilson {e['wilson95']}", flush=True)
     return e
 
 
@@ -181,7 +183,7 @@ def main() -> None:
         results["through_nodes"] = (json.loads(cached.read_text()) if cached.is_file() else
                                     evaluate_nodes(model, args.eval, out, seeds.start))
     final = results["success_vs_steps"][results["training"]["steps"]]
-    results["runtime_variants"] = {"replace:0.5 (the default)": final}
+    results["runtime_variants"] = {f"{ArmDriverSettings().merge}:{PolicySettings().threshold} (the default)": final}
     for variant in args.runtime:
         merge, threshold = variant.split(":")
         e = evaluate(model, "onnxruntime", args.eval, args.work / f"eval-onnxruntime-{merge}-{threshold}", merge,

@@ -688,11 +688,11 @@ def eval_policy(
     ros: Annotated[bool, typer.Option("--ros", help="Run it through the deployed nodes instead: the bringup graph as "
                                                     "processes over DDS, a new world per episode set by `seed` + "
                                                     "lifecycle (nsm.ros.evaluate; needs ROS 2's rclpy).")] = False,
-    merge: Annotated[str, typer.Option(help="How overlapping chunks combine: replace (newest wins, LeRobot's) | "
-                                            "ensemble (ACT's temporal ensembling; with --threshold 1 a chunk every "
-                                            "step) | blend.")] = "replace",
-    threshold: Annotated[float, typer.Option(help="Ask for the next chunk when fewer than threshold x chunk size "
-                                                  "actions remain (0.5: every half chunk).", min=0.01, max=1.0)] = 0.5,
+    merge: Annotated[str | None, typer.Option(help="How overlapping chunks combine: replace (newest wins, LeRobot's; "
+                                                   "the default) | ensemble (ACT's temporal ensembling; with "
+                                                   "--threshold 1 a chunk every step) | blend.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Ask for the next chunk when fewer than threshold x chunk "
+                                                         "size actions remain (default 0.5: every half chunk).")] = None,
 ) -> None:
     """Evaluate a policy in the simulated pick-and-place scene through the robot's runtime.
 
@@ -704,7 +704,7 @@ def eval_policy(
     from nsm.app.evaluate import Evaluator
 
     if ros:  # the ROS side lives in nsm.ros, which the CLI never imports: run it as its own process
-        if (merge, threshold) != ("replace", 0.5):
+        if merge is not None or threshold is not None:
             raise typer.BadParameter("through the nodes the runtime is set in the nodes' YAML (arm_driver_node.merge, "
                                      "policy_node.threshold); drop --merge/--threshold with --ros")
         out = out or model / f"eval-nodes-{backend}"

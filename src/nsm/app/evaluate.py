@@ -44,9 +44,9 @@ class Evaluator:
     """Checks the model against the robot (cameras, image sizes, joints) when built; `run()` evaluates."""
 
     def __init__(self, model: Path, episodes: int, out: Path, seed: int = EVAL_SEED, backend: str = "onnxruntime",
-                 seconds: float = 12.0, robot: str = "so101", merge: str = "replace", threshold: float = 0.5):
+                 seconds: float = 12.0, robot: str = "so101", merge: str | None = None, threshold: float | None = None):
         """`merge` and `threshold`: the runtime's chunk merging and when it asks for the next
-        chunk (the policy node's and arm driver's settings of the same names)."""
+        chunk (the arm driver's and policy node's settings of the same names; None: their defaults)."""
         policy_dir = PolicyDir(model)
         if backend in ("onnxruntime", "tensorrt"):
             from nsm.policy.export import ensure_onnx_export
@@ -56,7 +56,8 @@ class Evaluator:
         # Demo builds the policy and checks its cameras and sizes against the contract
         self.demo = Demo(demo_config(robot=robot, camera=list(policy_dir.features.cameras), episodes=episodes,
                                      seconds=seconds, out=out, seed=seed, policy=model, backend=backend, bag=False,
-                                     merge=merge, threshold=threshold, db_url=f"sqlite:///{out / 'telemetry.db'}"))
+                                     db_url=f"sqlite:///{out / 'telemetry.db'}",
+                                     **{k: v for k, v in (("merge", merge), ("threshold", threshold)) if v is not None}))
 
     @property
     def total_steps(self) -> int:
