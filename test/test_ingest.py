@@ -227,3 +227,30 @@ def test_several_workers_share_the_port_and_store_every_batch(pg_db):
         svc.proc.wait(timeout=30)
     assert len(workers) >= 2  # uvicorn's supervisor holds the workers (and its own helper)
     assert [r.seq for r in rows(pg_db)] == list(range(40))
+
+
+def test_a_sink_with_two_batches_in_flight_spools_those_answered_with_an_error(service, tmp_path, monkeypatch):
+    """HttpSink(in_flight=2), as the writer process uses it: flush() sends a batch and returns
+    before its answer; a batch answered with an error (the server gone) is spooled when the
+    answer is taken, an invalid one is counted as rejected, and nothing is lost or doubled."""
+    from nsm.telemetry.sinks import HttpSink
+
+    svc, db = service
+    monkeypatch.setenv("BACKEND_API_TOKEN", TOKEN)
+    sink = HttpSink(svc.url, tmp_path / "spool", in_flight=2)
+
+    def rows_from(start, n=100):
+        return [("EP03", "joint_states", s, json.dumps({"position": [0.0] * 6, "i": s}), datetime.now(UTC))
+                for s in range(start, start + n)]
+
+    assert all(sink.flush(rows_from(k * 100)) for k in range(5))
+    assert sink.flush([("EP03", "battery", 10_000, '{"value": "full"}', datetime.now(UTC))])  # invalid: 422
+    assert sink.drain() and sink.stats.written == 500 and sink.stats.rejected == 1 and sink.stats.spooled == 0
+    svc.kill()
+    assert sink.flush(rows_from(500)) and sink.flush(rows_from(600))  # both sent, their answers not taken
+    assert not sink.flush(rows_from(700))  # the third takes them (errors: spooled), then spools itself
+    assert sink.drain() and sink.stats.spooled == 300 and not sink.ok
+    svc.start()
+    assert sink.flush(rows_from(800)) and sink.drain()  # the spool first, then the new batch
+    assert [r.payload["i"] for r in rows(db, "EP03")] == list(range(900))
+    assert not list((tmp_path / "spool").glob("*.jsonl"))

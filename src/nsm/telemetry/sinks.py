@@ -9,7 +9,10 @@ A batch is a list of rows `(robot_id, data_type, seq, payload JSON text, created
   (robot_id, data_type, seq; with created_at on PostgreSQL's table partitioned by day,
   which a retried row repeats) makes replaying a batch harmless.
 - HttpSink: POSTs the batch to `nsm serve` (bearer token from BACKEND_API_TOKEN); the
-  service writes it through a DatabaseSink, so retries are just as harmless.
+  service writes it through a DatabaseSink, so retries are just as harmless. With
+  `in_flight` > 1 (the writer process with a backlog) the next batches are sent while the
+  server still commits the last, so it parses some while its database writes others; a
+  batch is spooled if its answer, when it comes, is an error.
 
 Spool: one JSON-lines file per batch, replayed oldest first before any new rows once the
 target answers; it survives restarts. It is bounded (`max_spool_bytes`): when full the
@@ -19,6 +22,8 @@ the newest telemetry matters most, and the disk that holds the episodes must not
 import json
 import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,8 +62,16 @@ class WriterStats:
     last_error: str = ""
 
 
+class Rejected(Exception):
+    """The target refused the batch as invalid: retrying cannot help (the rows are not spooled)."""
+
+
+WRITE_ERRORS = (SQLAlchemyError, psycopg.Error, OSError, ConnectionError)  # the target unreachable: spool
+
+
 class SpoolingSink:
-    """write() to the target, or spool; subclasses implement `_write(batch)`."""
+    """write() to the target, or spool; subclasses implement `_write(batch)` (raising one of
+    WRITE_ERRORS, or Rejected)."""
 
     def __init__(self, spool_dir: Path | None, max_spool_bytes: int = 512 * 2**20):
         self.spool_dir = spool_dir
@@ -81,17 +94,30 @@ class SpoolingSink:
         self.spool(batch)
         return False
 
+    def drain(self) -> bool:
+        """Wait for the batches still in flight (HttpSink); True if none of them was spooled."""
+        return True
+
     def write(self, batch: list[tuple]) -> bool:
+        """Write `batch` now; False (the target unreachable) if the caller should keep it."""
         try:
             self._write(batch)
-        except (SQLAlchemyError, psycopg.Error, OSError, ConnectionError) as exc:
+        except (*WRITE_ERRORS, Rejected) as exc:
+            return self._outcome(batch, exc)
+        return self._outcome(batch, None)
+
+    def _outcome(self, batch: list[tuple], error: Exception | None) -> bool:
+        """Count a write's result (in the caller's thread); False if the target was unreachable."""
+        self.ok = not isinstance(error, WRITE_ERRORS)
+        if error is None:
+            self.stats.written += len(batch)
+        elif isinstance(error, Rejected):
+            self.stats.rejected += len(batch)
+            self.stats.last_error = str(error)
+        else:
             self.stats.failures += 1
-            self.stats.last_error = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
-            self.ok = False
-            return False
-        self.stats.written += len(batch)
-        self.ok = True
-        return True
+            self.stats.last_error = str(getattr(error, "orig", error)).strip().splitlines()[0][:200]
+        return self.ok
 
     def spool(self, batch: list[tuple]) -> None:
         path = self.spool_dir / f"{time.time_ns():020d}.jsonl"
@@ -171,15 +197,47 @@ class DatabaseSink(SpoolingSink):
 
 class HttpSink(SpoolingSink):
     """POST batches to the ingest service. 2xx: written; 4xx other than auth/rate: the rows
-    are invalid and retrying cannot help (counted as rejected); anything else: spool, retry."""
+    are invalid and retrying cannot help (counted as rejected); anything else: spool, retry.
 
-    def __init__(self, url: str, spool_dir: Path | None, max_spool_bytes: int = 512 * 2**20, timeout: float = 5.0):
+    `in_flight` > 1: flush() sends the batch and returns while up to that many wait for their
+    answers (the writer process, where batches queue up behind a slow answer); drain() waits
+    for them. 1: flush() returns with the answer (a robot measuring its ack latency)."""
+
+    def __init__(self, url: str, spool_dir: Path | None, max_spool_bytes: int = 512 * 2**20, timeout: float = 5.0,
+                 in_flight: int = 1):
         import httpx
 
         super().__init__(spool_dir, max_spool_bytes)
         token = os.environ.get(TOKEN_ENV, "")
-        self.client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout,
+        self.client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout,  # shared by the senders' threads
                                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        self.in_flight = in_flight
+        self._senders = ThreadPoolExecutor(in_flight, "nsm-http-sink") if in_flight > 1 else None
+        self._flying: deque[tuple[list[tuple], Future]] = deque()
+
+    def flush(self, batch: list[tuple]) -> bool:
+        """As SpoolingSink.flush, or with `in_flight` > 1 and the target answering: send `batch`
+        once fewer than `in_flight` batches are in flight, and return (True: not spooled yet)."""
+        if self._senders is None or not batch:
+            return super().flush(batch)
+        self._settle(self.in_flight - 1)
+        if not self.ok or any(self.spool_dir.glob("*.jsonl")):
+            self._settle(0)  # the spool first, in order, as SpoolingSink does
+            return super().flush(batch)
+        self._flying.append((batch, self._senders.submit(self._write, batch)))
+        return True
+
+    def drain(self) -> bool:
+        spooled = self.stats.spooled
+        self._settle(0)
+        return self.stats.spooled == spooled
+
+    def _settle(self, keep: int) -> None:
+        """Take answers, oldest first, until `keep` batches are in flight; spool the failed ones."""
+        while len(self._flying) > keep:
+            batch, answer = self._flying.popleft()
+            if not self._outcome(batch, answer.exception()):
+                self.spool(batch)
 
     def _write(self, batch: list[tuple]) -> None:
         import httpx
@@ -196,9 +254,7 @@ class HttpSink(SpoolingSink):
             raise ConnectionError(f"ingest service answered {response.status_code}: {response.text[:200]}")
         self.retry_after = 0.0
         if response.status_code >= 400:
-            self.stats.rejected += len(batch)
-            self.stats.written -= len(batch)  # write() counts the batch; it was refused, not stored
-            self.stats.last_error = f"ingest service refused a batch ({response.status_code}): {response.text[:200]}"
+            raise Rejected(f"ingest service refused a batch ({response.status_code}): {response.text[:200]}")
 
 
 def _seconds(retry_after: str | None) -> float:
@@ -209,8 +265,10 @@ def _seconds(retry_after: str | None) -> float:
         return 0.0
 
 
-def make_sink(target: str, spool_dir: Path | None, max_spool_bytes: int = 512 * 2**20) -> SpoolingSink:
-    """HttpSink for an http(s) URL (the ingest service), DatabaseSink for a database URL."""
+def make_sink(target: str, spool_dir: Path | None, max_spool_bytes: int = 512 * 2**20,
+              in_flight: int = 1) -> SpoolingSink:
+    """HttpSink for an http(s) URL (the ingest service; `in_flight` batches at once), DatabaseSink
+    for a database URL."""
     if target.startswith(("http://", "https://")):
-        return HttpSink(target, spool_dir, max_spool_bytes)
+        return HttpSink(target, spool_dir, max_spool_bytes, in_flight=in_flight)
     return DatabaseSink(target, spool_dir, max_spool_bytes)
