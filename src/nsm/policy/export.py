@@ -51,8 +51,13 @@ def _act_forward_module(policy):
             tokens = [act.encoder_latent_input_proj(latent).unsqueeze(0),
                       act.encoder_robot_state_input_proj(state).unsqueeze(0)]
             pos = [act.encoder_1d_feature_pos_embed.weight.unsqueeze(1)]
-            for img in images:
-                features = act.backbone(img)["feature_map"]
+            # Cameras of one size go through the backbone as one batch (LeRobot's ACT loops over
+            # them): the same per-image math (its BatchNorm is frozen), ~17% less time on 2 cores
+            # for two 96x128 cameras (11.4 -> 9.5 ms for the backbone, ONNX Runtime)
+            same_size = len({tuple(img.shape[1:]) for img in images}) == 1
+            maps = (act.backbone(torch.cat(images, 0))["feature_map"].chunk(len(images), 0) if same_size
+                    else [act.backbone(img)["feature_map"] for img in images])
+            for features in maps:
                 pos.append(act.encoder_cam_feat_pos_embed(features).to(features.dtype).flatten(2).permute(2, 0, 1))
                 tokens.append(act.encoder_img_feat_input_proj(features).flatten(2).permute(2, 0, 1))
             tokens, pos = torch.cat(tokens, 0), torch.cat(pos, 0)
