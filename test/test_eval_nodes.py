@@ -3,10 +3,14 @@ a new simulated world per episode set over ROS (`seed` parameter + lifecycle), e
 scored by the scene's own check. The scripted expert drives it here: it must succeed, which
 a graph that reset nothing (it plans from the published cube pose) or scored nothing could not
 show for two different worlds."""
+import json
+
 import numpy as np
 import pytest
+from sqlalchemy import create_engine, text
 
 from helpers import first_frames_match_their_worlds
+from nsm.recording.episodes import episode_info
 
 pytestmark = pytest.mark.ros
 
@@ -22,8 +26,18 @@ def test_each_episode_gets_its_seeds_world_and_is_scored_by_the_scene(ros_env, t
     assert r["wilson95"][0] > 0.3 and 0 < r["mean_seconds_to_success"] < 11.0
     assert "arm_driver_node" in r["through"] and "camera_front" in r["through"] and "recorder_node" in r["through"]
     # the recorded episodes start from each seed's world: the cube where SimScene(seed) puts it
-    firsts = first_frames_match_their_worlds(sorted((tmp_path / "eval" / "episodes").glob("episode_*.hdf5")), 1000)
+    episodes = sorted((tmp_path / "eval" / "episodes").glob("episode_*.hdf5"))
+    firsts = first_frames_match_their_worlds(episodes, 1000)
     assert len(firsts) == 2 and np.abs(firsts[0].astype(int) - firsts[1].astype(int)).mean() > 0.2
+    # recorder_node keeps the scene's outcome in each episode and announces it; db_bridge_node logs it
+    assert [episode_info(e).success for e in episodes] == ["True", "True"]
+    engine = create_engine(f"sqlite:///{tmp_path / 'eval' / 'telemetry.db'}")
+    with engine.connect() as conn:
+        logged = [json.loads(p) for p in conn.execute(text(
+            "SELECT payload FROM robot_telemetry WHERE data_type = 'episode' AND robot_id = 'eval' ORDER BY seq")).scalars()]
+    engine.dispose()
+    assert [(e["path"], e["success"], e["policy"]) for e in logged] == [(str(p), True, "scripted") for p in episodes]
+    assert all(e["frames"] > 250 and 10.5 < e["duration_s"] < 13 for e in logged), logged
 
 
 def test_nsm_eval_ros_runs_the_node_evaluation_and_says_what_is_wrong(ros_env, tmp_path):

@@ -32,8 +32,7 @@ def test_the_expert_completes_the_task_through_the_nodes_in_one_simulated_world(
     from sensor_msgs.msg import Image
     from std_msgs.msg import Bool
 
-    from nsm.ros.arm_driver_node import LATCHED_QOS
-    from nsm.ros.node_main import SENSOR_QOS
+    from nsm.ros.node_main import LATCHED_QOS, SENSOR_QOS
 
     seed = 3
     nodes = plan(namespace=NS, cameras="front", record="false", seed=str(seed),
@@ -84,14 +83,14 @@ def test_the_expert_completes_the_task_through_the_nodes_in_one_simulated_world(
     assert diff_behind > 10 * max(diff_same, 0.01), (diff_same, diff_behind)  # and the cube is not where it started
 
 
-def telemetry_rows(dsn: str, robot_id: str) -> int:
+def query(dsn: str, sql: str, robot_id: str, empty=None):
+    """One value from the robot's telemetry in PostgreSQL; `empty` until the bridge has created the table."""
     engine = create_engine(dsn.replace("postgresql://", "postgresql+psycopg://"))
     try:
         with engine.connect() as conn:
-            return conn.execute(text("SELECT count(*) FROM robot_telemetry WHERE robot_id = :r AND "
-                                     "data_type = 'joint_states'"), {"r": robot_id}).scalar_one()
+            return conn.execute(text(sql), {"r": robot_id}).scalar()
     except Exception:  # noqa: BLE001 - the bridge has not created the table yet
-        return 0
+        return empty
     finally:
         engine.dispose()
 
@@ -100,6 +99,7 @@ def test_the_robot_runs_records_logs_and_holds_when_the_policy_dies(ros_env, tmp
     import h5py
     from rosbags.rosbag2 import Reader
     from sensor_msgs.msg import Image
+    from std_msgs.msg import String
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
     from nsm.policy.export import export_onnx
@@ -142,6 +142,7 @@ def test_the_robot_runs_records_logs_and_holds_when_the_policy_dies(ros_env, tmp
         stopped = observer.trigger(f"{NS}/recorder/stop_episode")
         assert stopped.success, stopped.message
         assert "episode_0.hdf5" in stopped.message and "0 dropped" in stopped.message
+        assert "task not done" in stopped.message  # the scene's check (an untrained policy), kept in the episode
         with h5py.File(tmp_path / "runs" / "episodes" / "episode_0.hdf5") as f:
             frames = f["action"].shape[0]
             assert frames >= 90  # 4 s at 30 Hz
@@ -155,8 +156,13 @@ def test_the_robot_runs_records_logs_and_holds_when_the_policy_dies(ros_env, tmp
                           f"{NS}/camera/wrist/image_raw/compressed": frames, f"{NS}/action_chunk": len(chunks),
                           f"{NS}/robot_description": 1, "/tf_static": 1, "/tf": frames}  # the arm's model for RViz
 
-        # telemetry rows in PostgreSQL
-        wait_for(lambda: telemetry_rows(pg_db, "systest") > 150, 60, procs, "joint_states rows in PostgreSQL")
+        # telemetry rows in PostgreSQL, the finished episode among them
+        wait_for(lambda: query(pg_db, "SELECT count(*) FROM robot_telemetry WHERE robot_id = :r AND data_type = "
+                               "'joint_states'", "systest", 0) > 150, 60, procs, "joint_states rows in PostgreSQL")
+        episode = wait_for(lambda: query(pg_db, "SELECT payload FROM robot_telemetry WHERE robot_id = :r AND "
+                                         "data_type = 'episode'", "systest"), 30, procs, "the episode's row")
+        assert episode["path"] == str(tmp_path / "runs" / "episodes" / "episode_0.hdf5") and episode["success"] is False
+        assert episode["frames"] == frames
 
         # the policy dies: the driver holds position and says so
         procs["policy_node"].kill()
@@ -174,6 +180,7 @@ def test_the_robot_runs_records_logs_and_holds_when_the_policy_dies(ros_env, tmp
         observer.publish(JointTrajectory, "action_chunk", bad)
         observer.publish(Image, "camera/wrist/image_raw", Image(height=2, width=2, encoding="mono8", step=2,
                                                                  data=bytes(4)))
+        observer.publish(String, "recorder/episodes", String(data='{"path": 1}'))
         time.sleep(1.0)
         stamps, positions = observer.states_since(t)
         assert len(stamps) / (stamps[-1] - stamps[0]) > 0.9 * contract.fps  # the loop runs on
@@ -190,6 +197,7 @@ def test_the_robot_runs_records_logs_and_holds_when_the_policy_dies(ros_env, tmp
     driver_out, recorder_out = results["arm_driver_node"][1], results["recorder_node"][1]
     assert driver_out.count("action_chunk has joints") == 1, driver_out  # throttled: one line for ten
     assert recorder_out.count("image encoding 'mono8' is not supported") == 1, recorder_out
+    assert results["db_bridge_node"][1].count("recorder/episodes: not an episode row") == 1, results["db_bridge_node"][1]
 
 
 def test_predictor_node_turns_the_robots_topics_into_predictions(ros_env, tmp_path, sim_models):

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool
@@ -41,12 +40,22 @@ from nsm.contract import load_contract
 from nsm.control import ChunkInbox, ControlLoop, Tick
 from nsm.errors import NsmError
 from nsm.ros import convert
-from nsm.ros.node_main import COMMANDS_QOS, ERROR, OK, WARN, ManagedNode, declare, main_for, publish_diagnostics, rate_values
+from nsm.ros.node_main import (
+    COMMANDS_QOS,
+    ERROR,
+    LATCHED_QOS,
+    OK,
+    WARN,
+    ManagedNode,
+    declare,
+    main_for,
+    publish_diagnostics,
+    rate_values,
+)
 from nsm.settings import ArmDriverSettings
 from nsm.sim.scene import SimScene
 from nsm.stats import RateMeter
 
-LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RECENT_PERIODS = 300  # the worst period over the last 10 s goes on /diagnostics
 
 

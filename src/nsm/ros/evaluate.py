@@ -36,9 +36,8 @@ from nsm.errors import NsmError
 from nsm.policy.export import ensure_onnx_export
 from nsm.policy.model_dir import PolicyDir
 from nsm.ros import convert
-from nsm.ros.arm_driver_node import LATCHED_QOS
 from nsm.ros.graph import Graph
-from nsm.ros.node_main import COMMANDS_QOS, SENSOR_QOS
+from nsm.ros.node_main import COMMANDS_QOS, LATCHED_QOS, SENSOR_QOS
 from nsm.settings import RecorderSettings
 from nsm.stats import wilson_interval
 

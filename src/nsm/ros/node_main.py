@@ -14,7 +14,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from nsm.errors import NsmError
 from nsm.ros import convert
@@ -22,6 +22,8 @@ from nsm.settings import NodeSettings
 
 COMMANDS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # chunks, commands, states
 SENSOR_QOS = qos_profile_sensor_data  # images: best effort, keep last 5
+# a state a late joiner needs (the task check, a finished episode): the newest one is kept for it
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OK, WARN, ERROR = (int.from_bytes(level) for level in (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR))
 DiagnosticReport = tuple[int, str, dict]  # (level, message, key -> value)
 

@@ -9,15 +9,21 @@ file (`episode_<n>.hdf5`) and, with `bag: true`, a rosbag2 MCAP bag of the same 
 beside it (`episode_<n>/`), both written on their own threads.
 Services `recorder/start_episode` and `recorder/stop_episode` (std_srvs/Trigger); the stop
 answer carries the paths and the episode's audit (frames, dropped, rate vs the contract).
+An episode's outcome is the newest task check on `sim/success` when it closes: in simulation
+the scene's own check, on a real robot (nobody publishes it) unknown, never guessed. Each
+closed episode is announced on `recorder/episodes` (std_msgs/String, the telemetry `episode`
+row as JSON), which db_bridge_node logs: the fleet dashboard's episodes come from there.
 
 /diagnostics: recording or idle, per-stream input rates, frames written, frames dropped,
 commands left unpaired (no state or image at all),
 writer queue depth; WARN while a recording stream runs below 80% of the contract's rate.
 """
+import json
 from pathlib import Path
 
 import numpy as np
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -30,9 +36,23 @@ from nsm.recording.hdf5_writer import Hdf5EpisodeWriter
 from nsm.recording.mcap_writer import McapEpisodeWriter
 from nsm.recording.pairing import TickPairer
 from nsm.ros import convert
-from nsm.ros.node_main import COMMANDS_QOS, OK, SENSOR_QOS, WARN, ManagedNode, declare, main_for, publish_diagnostics, rate_values
+from nsm.ros.node_main import (
+    COMMANDS_QOS,
+    LATCHED_QOS,
+    OK,
+    SENSOR_QOS,
+    WARN,
+    ManagedNode,
+    declare,
+    main_for,
+    publish_diagnostics,
+    rate_values,
+)
 from nsm.settings import RecorderSettings
 from nsm.stats import RateMeter
+from nsm.telemetry import rows
+
+OUTCOMES = {True: "task done", False: "task not done", None: "outcome unknown"}
 
 
 class RecorderNode(ManagedNode):
@@ -51,6 +71,9 @@ class RecorderNode(ManagedNode):
         self.pairer = TickPairer(self.cameras, self.t0)
         self.rates = {name: RateMeter() for name in ("joint_states", "joint_commands", *self.cameras)}
         self.recorded = RateMeter()
+        self.task_success: bool | None = None  # the newest sim/success; None: none published (a real robot)
+        self.pub_episode = self.create_publisher(String, "recorder/episodes", COMMANDS_QOS)
+        self.create_subscription(Bool, "sim/success", lambda m: setattr(self, "task_success", bool(m.data)), LATCHED_QOS)
         self.create_subscription(JointState, "joint_states", self.on_state, COMMANDS_QOS)
         self.create_subscription(JointState, "joint_commands", self.on_command, COMMANDS_QOS)
         self.create_subscription(JointTrajectory, "action_chunk", self.on_chunk, COMMANDS_QOS)
@@ -129,8 +152,8 @@ class RecorderNode(ManagedNode):
 
     def deactivate(self) -> None:
         self.active = False
-        self._close_all(self.writers)  # an episode in progress ends here, closed, not lost
-        self.writers = []
+        if self.writers:  # an episode in progress ends here, closed, not lost
+            self._end_episode()
 
     def release(self) -> None:
         self.deactivate()
@@ -169,24 +192,33 @@ class RecorderNode(ManagedNode):
             return response
         seconds = self.now() - self.t0
         self._write(self.pairer.frames(self.now(), force=True))  # commands still waiting for their inputs
-        writers, self.writers = self.writers, []
-        paths, errors = self._close_all(writers)
-        frames = writers[0].frames
-        rate = frames / max(seconds, 1e-9)
-        audit = f"{frames} frames, {max(w.dropped for w in writers)} dropped, {rate:.1f} of {self.contract.fps:g} fps"
+        writers = self.writers
+        paths, errors = self._end_episode()
+        rate = writers[0].frames / max(seconds, 1e-9)
+        audit = (f"{writers[0].frames} frames, {max(w.dropped for w in writers)} dropped, "
+                 f"{rate:.1f} of {self.contract.fps:g} fps, {OUTCOMES[self.task_success]}")
         response.success = not errors
         response.message = "; ".join([*map(str, paths), audit, *errors])
         if rate < 0.8 * self.contract.fps:
             self.get_logger().warning(f"episode below its rate: {audit}")
         return response
 
+    def _end_episode(self) -> tuple[list[Path], list[str]]:
+        """Close the episode with the task's outcome as known now and announce it on `recorder/episodes`."""
+        writers, self.writers, seconds = self.writers, [], self.now() - self.t0
+        paths, errors = self._close_all(writers, self.task_success)
+        if paths and paths[0].suffix == ".hdf5":  # the episode file (not only its bag) was written
+            row = rows.episode(str(paths[0].resolve()), self.task_success, writers[0].frames, seconds, self.p.policy)
+            self.pub_episode.publish(String(data=json.dumps(row)))
+        return paths, errors
+
     @staticmethod
-    def _close_all(writers: list[BackgroundEpisodeWriter]) -> tuple[list[Path], list[str]]:
+    def _close_all(writers: list[BackgroundEpisodeWriter], success: bool | None = None) -> tuple[list[Path], list[str]]:
         """Close every writer even if one fails: each format keeps what it wrote."""
         paths, errors = [], []
         for writer in writers:
             try:
-                paths.append(writer.close())
+                paths.append(writer.close(success=success))
             except NsmError as exc:
                 errors.append(str(exc))
         return paths, errors
