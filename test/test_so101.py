@@ -93,6 +93,26 @@ def test_the_real_arm_reports_only_what_its_servos_measure(contract, calibration
             arm.close()
 
 
+def test_a_late_reply_never_shifts_the_readings_that_follow(contract, calibration):
+    """The Feetech SDK never drains its input: a reply that comes after the driver gave up on it
+    (and retried) would be taken for the next read's, and every read after it would get the
+    previous register's bytes — positions from Present_Load, the voltage from the load."""
+    from feetech_chain import SUPPLY_DECIVOLTS
+
+    with FeetechChain(position=2048) as chain:
+        arm = So101Arm(contract, chain.port, calibration)
+        try:
+            before = arm.read().position
+            chain.answer_late(0.1)  # past the SDK's ~35 ms window for six servos
+            late = arm.read()  # the retry takes the late answer: the same register, so the same values
+            assert late.position == pytest.approx(before, abs=1e-3)
+            for _ in range(5):
+                assert arm.read().position == pytest.approx(before, abs=1e-3)
+                assert arm.read_battery().voltage == pytest.approx(SUPPLY_DECIVOLTS / 10)
+        finally:
+            arm.close()
+
+
 def test_a_bad_pack_curve_is_one_clear_error():
     from nsm.arm.so101 import parse_pack_curve
 

@@ -105,9 +105,8 @@ class So101Arm:
 
     def read(self) -> JointReading:
         """Positions (one sync read), velocity from the last reading, effort as a fraction of stall torque."""
-        retries = self.robot.config.num_read_retries  # a corrupted status packet is retried, as LeRobot does
-        position = self._to_contract(self.bus.sync_read("Present_Position", num_retry=retries))
-        load = self.bus.sync_read("Present_Load", normalize=False, num_retry=retries)
+        position = self._to_contract(self._sync_read("Present_Position"))
+        load = self._sync_read("Present_Load", normalize=False)
         stamp = time.monotonic()
         velocity = np.zeros_like(position)
         if self._last is not None and stamp > self._last[1]:
@@ -115,6 +114,15 @@ class So101Arm:
         self._last = (position, stamp)
         effort = np.array([load[name] for name in LEROBOT_JOINTS]) / LOAD_FULL_SCALE
         return JointReading(position, velocity, effort, stamp)
+
+    def _sync_read(self, register: str, normalize: bool = True) -> dict[str, float]:
+        """One sync read of every servo, retried on a bad status packet as LeRobot does. The
+        Feetech SDK never drains its input (its clearPort flushes only output): replies that came
+        after it gave up (and retried) would be taken for this read's, and every read after for
+        the one before — positions from Present_Load. Whatever waits before a request is stale;
+        at worst the one read right after a retry can still get the retry's late answer."""
+        self.bus.port_handler.ser.reset_input_buffer()
+        return self.bus.sync_read(register, normalize=normalize, num_retry=self.robot.config.num_read_retries)
 
     def send(self, target: np.ndarray) -> None:
         self.bus.sync_write("Goal_Position", self._to_lerobot(np.asarray(target, dtype=float)))
@@ -130,11 +138,11 @@ class So101Arm:
 
     def read_battery(self) -> BatteryReading:
         """The supply voltage the servos measure (median over the chain, they share one supply;
-        readings no powered servo can give are dropped: measured with a loaded host, a late
-        reply to the previous sync read can be taken for this one). The STS3215 does not
+        readings no powered servo can give are dropped: a retry's answer that comes after the
+        drain in `_sync_read` can still be taken for this read's). The STS3215 does not
         measure current; the percentage comes only from the configured pack curve. Nothing here
         is simulated."""
-        raw = self.bus.sync_read("Present_Voltage", normalize=False, num_retry=self.robot.config.num_read_retries)
+        raw = self._sync_read("Present_Voltage", normalize=False)
         volts = [v * VOLTS_PER_UNIT for v in raw.values() if PLAUSIBLE_VOLTS[0] <= v * VOLTS_PER_UNIT <= PLAUSIBLE_VOLTS[1]]
         voltage = float(np.median(volts)) if volts else math.nan  # a garbled reply is unknown, not 0 V
         charge = math.nan
