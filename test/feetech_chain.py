@@ -135,7 +135,7 @@ def _run_chain(ids: list[int], position: int, conn) -> None:
     # blocks on the pty between packets, so a real-time priority costs the machine nothing.
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))  # inherited by the serving thread
-    except PermissionError:
+    except OSError:  # not permitted here
         try:
             os.nice(-5)
         except PermissionError:

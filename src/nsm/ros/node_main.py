@@ -22,7 +22,7 @@ from nsm.settings import NodeSettings
 
 COMMANDS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # chunks, commands, states
 SENSOR_QOS = qos_profile_sensor_data  # images: best effort, keep last 5
-# a state a late joiner needs (the task check, a finished episode): the newest one is kept for it
+# a state a late joiner needs (the task check): the newest one is kept for it
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OK, WARN, ERROR = (int.from_bytes(level) for level in (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR))
 DiagnosticReport = tuple[int, str, dict]  # (level, message, key -> value)
