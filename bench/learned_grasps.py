@@ -1,0 +1,92 @@
+"""Where a policy closes its gripper, against the cube: the recorded episodes of `nsm eval`
+(or `nsm sim collect`) read back, the grasp point put where the arm was by forward kinematics.
+
+Twenty episodes' success count moves by +-4 between two trainings of one recipe; the grasp
+error is a measurement per episode and says *how* a model misses. For each episode: the
+moment the gripper command first closes (below CLOSING after reaching OPENED), the grasp
+point there (the measured joints and the commanded ones) minus the cube's centre, in cm; the
+episodes whose gripper never closes (the arm stalls above the cube). Per folder: the mean
+error, and how the commanded grasp follows the cube — the slope of the error against the
+cube's position (0: it follows; -1: it ignores the cube; one model's own gain error).
+
+    .venv/bin/python bench/learned_grasps.py W/eval-onnxruntime [OTHER/eval-onnxruntime ...] \
+        [--demos W/collect/episodes]
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+from nsm.contract import load_contract  # noqa: E402
+from nsm.recording.episodes import episode_files  # noqa: E402
+from nsm.sim.ik import TopDownIK  # noqa: E402
+from nsm.sim.scene import SimScene, build_model  # noqa: E402
+
+OPENED, CLOSING = 0.95, 0.7  # rad of the gripper command: open around the cube, then closing on it
+
+
+def first_seed(folder: Path) -> int:
+    """eval.json's first seed; episodes without one (a collection) start at seed 0."""
+    meta = folder / "eval.json"
+    return int(json.loads(meta.read_text())["seeds"].split("..")[0]) if meta.is_file() else 0
+
+
+def follows(cube: np.ndarray, error: np.ndarray) -> dict:
+    """The error's slope against the cube's position and their correlation (None for an error
+    that does not vary: the expert's)."""
+    slope = float(np.polyfit(cube, error, 1)[0])
+    corr = float(np.corrcoef(cube, error)[0, 1]) if np.ptp(error) > 1e-3 and np.ptp(cube) > 0 else None
+    return {"slope": round(slope, 2), "corr": None if corr is None else round(corr, 2)}
+
+
+def grasps(folder: Path, contract, ik: TopDownIK) -> dict:
+    seed0, rows, never = first_seed(folder), [], []
+    for path in episode_files(folder):
+        k = int(path.stem.split("_")[1])
+        with h5py.File(path) as f:
+            qpos, action, success = f["observations/qpos"][:], f["action"][:], f.attrs.get("success")
+        cube = SimScene(contract, seed0 + k).cube_pose()[0]
+        gripper = action[:, -1]
+        opened = np.nonzero(gripper > OPENED)[0]
+        closing = np.nonzero(gripper[opened[0]:] < CLOSING)[0] + opened[0] if len(opened) else []
+        if not len(closing):
+            never.append(k)
+            continue
+        t = int(closing[0])
+        rows.append({"episode": k, "success": None if success is None else bool(success),
+                     "cube_cm": (100 * cube).round(2).tolist(),
+                     "measured_cm": (100 * (ik.grasp_point(qpos[t, :5]) - cube)).round(2).tolist(),
+                     "commanded_cm": (100 * (ik.grasp_point(action[t, :5]) - cube)).round(2).tolist(),
+                     "seconds": round(t / contract.fps, 2)})
+    out = {"episodes": len(rows) + len(never), "never_closed": never, "closed": len(rows)}
+    if rows:
+        measured = np.array([r["measured_cm"] for r in rows])
+        commanded, cubes = np.array([r["commanded_cm"] for r in rows]), np.array([r["cube_cm"] for r in rows])
+        out["mean_measured_cm"] = measured.mean(0).round(2).tolist()
+        out["mean_abs_xy_cm"] = round(float(np.linalg.norm(measured[:, :2], axis=1).mean()), 2)
+        if len(rows) > 2:
+            out["commanded_vs_cube"] = {axis: follows(cubes[:, i], commanded[:, i]) for i, axis in enumerate("xy")}
+    return out | {"per_episode": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="folders of episode_<n>.hdf5 (an `nsm eval` --out)")
+    parser.add_argument("--demos", type=Path, help="the demonstrations' episodes, for the expert's own grasps")
+    args = parser.parse_args()
+    contract = load_contract("so101")
+    ik = TopDownIK(build_model(contract))
+    results = {str(f): grasps(f, contract, ik) for f in [*args.folders, *([args.demos] if args.demos else [])]}
+    for folder, r in results.items():
+        print(f"{folder}: closed {r['closed']}/{r['episodes']}, mean error {r.get('mean_measured_cm')} cm "
+              f"(|xy| {r.get('mean_abs_xy_cm')}), follows the cube {r.get('commanded_vs_cube')}")
+    print(f"wrote {write_result('learned_grasps', results)}")
+
+
+if __name__ == "__main__":
+    main()
