@@ -153,7 +153,7 @@ class RecorderNode(ManagedNode):
     def deactivate(self) -> None:
         self.active = False
         if self.writers:  # an episode in progress ends here, closed, not lost
-            self._end_episode()
+            self._end_episode(self.now() - self.t0)
 
     def release(self) -> None:
         self.deactivate()
@@ -193,7 +193,7 @@ class RecorderNode(ManagedNode):
         seconds = self.now() - self.t0
         self._write(self.pairer.frames(self.now(), force=True))  # commands still waiting for their inputs
         writers = self.writers
-        paths, errors = self._end_episode()
+        paths, errors = self._end_episode(seconds)
         rate = writers[0].frames / max(seconds, 1e-9)
         audit = (f"{writers[0].frames} frames, {max(w.dropped for w in writers)} dropped, "
                  f"{rate:.1f} of {self.contract.fps:g} fps, {OUTCOMES[self.task_success]}")
@@ -203,9 +203,10 @@ class RecorderNode(ManagedNode):
             self.get_logger().warning(f"episode below its rate: {audit}")
         return response
 
-    def _end_episode(self) -> tuple[list[Path], list[str]]:
-        """Close the episode with the task's outcome as known now and announce it on `recorder/episodes`."""
-        writers, self.writers, seconds = self.writers, [], self.now() - self.t0
+    def _end_episode(self, seconds: float) -> tuple[list[Path], list[str]]:
+        """Close the episode (`seconds` long) with the task's outcome as known now and announce it
+        on `recorder/episodes`: the row's duration is the one the stop answer audits."""
+        writers, self.writers = self.writers, []
         paths, errors = self._close_all(writers, self.task_success)
         if paths and paths[0].suffix == ".hdf5":  # the episode file (not only its bag) was written
             row = rows.episode(str(paths[0].resolve()), self.task_success, writers[0].frames, seconds, self.p.policy)
