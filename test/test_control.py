@@ -1,5 +1,6 @@
 """The one control loop (nsm.control): the tick's order, chunks handed in from another
 thread, enable/disable, slots skipped when a tick overruns, and the end of the loop."""
+import sys
 import threading
 import time
 
@@ -105,6 +106,39 @@ def test_a_failing_tick_stops_the_loop_and_join_raises_it(contract):
     with pytest.raises(RuntimeError, match="sink broke"):
         loop.join()
     assert loop.ticks == 3
+
+
+def test_the_newest_periods_can_be_read_while_the_loop_appends(contract):
+    """arm_driver_node's diagnostics read the worst recent period from the ROS executor's thread
+    while the loop appends; iterating the deque there raised "deque mutated during iteration"
+    and killed the node. A writer thread appending as fast as it can stands in for the loop."""
+    loop, done = make_loop(contract, FakeArm(), ChunkInbox()), threading.Event()
+
+    def append():
+        i = 0
+        while not done.is_set():
+            loop.periods.append(float(i))
+            i += 1
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows within a fraction of a second
+    writer = threading.Thread(target=append)
+    writer.start()
+    reads, deadline = [], time.monotonic() + 0.5
+    try:
+        while time.monotonic() < deadline:
+            before = loop.periods[-1] if loop.periods else -1.0
+            recent = loop.newest_periods(300)
+            reads.append((before, recent, loop.periods[-1]))
+    finally:
+        done.set()
+        writer.join()
+        sys.setswitchinterval(previous)
+    full = [(before, r, after) for before, r, after in reads if len(r) == 300]
+    assert len(full) > 10, "the writer never filled 300 periods"
+    # each value is one of the 300 newest at some moment of the read: none older, none not yet written
+    assert all(min(r) > before - 300 and max(r) <= after for before, r, after in full)
+    assert loop.newest_periods(5) == [loop.periods[-1 - k] for k in range(5)]
 
 
 def test_stamps_map_back_to_their_steps(contract):

@@ -129,6 +129,18 @@ class ControlLoop:
         self._clock_started = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def newest_periods(self, n: int) -> list[float]:
+        """The newest `n` periods, newest first; safe while the loop runs on its thread.
+
+        Iterating `periods` from another thread raises once the loop appends mid-way
+        ("deque mutated during iteration"), and copying the whole history would hold the GIL
+        the loop needs. One index at a time is atomic and stays valid (the deque only grows or
+        drops its oldest end); a tick that lands mid-read shifts the rest by one, which a
+        diagnostic's "worst recent period" does not mind.
+        """
+        periods = self.periods
+        return [periods[-i] for i in range(1, min(n, len(periods)) + 1)]
+
     def start(self, steps: int | None = None, thread: bool = True) -> "ControlLoop":
         """Run `steps` ticks (None: until stop()) on the loop's own real-time thread.
         `thread=False` only starts the clock: the owner calls `tick_now()` (arm_driver_node's

@@ -23,7 +23,6 @@ control slots, the worst recent period, queue depth and rejected input. `torque_
 > 0 cuts torque instead once commands have been stale that long.
 """
 import math
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -184,8 +183,7 @@ class ArmDriverNode(ManagedNode):
         since = self.chunks.age(now)
         (then, ticks_then), ticks = self._rate_mark, loop.ticks
         self._rate_mark = (now, ticks)
-        # the newest periods only: copying the whole history (up to an hour) would hold the GIL the loop needs
-        recent = list(islice(reversed(loop.periods), RECENT_PERIODS))
+        recent = loop.newest_periods(RECENT_PERIODS)
         values = {"loop_hz": round((ticks - ticks_then) / (now - then), 2) if then else 0.0, "loop_count": ticks,
                   "missed_slots": loop.missed, "period_ms_max_10s": round(1e3 * max(recent), 2) if recent else 0.0,
                   **rate_values({"chunks": self.chunks}, now), "queued_actions": queued,
