@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import run_expert_plan, write_result  # noqa: E402
+from common import add_to_result, run_expert_plan, write_result  # noqa: E402
 from nsm.app.collect import Collector  # noqa: E402
 from nsm.app.evaluate import EVAL_SEED, Evaluator  # noqa: E402
 from nsm.contract import Observation, load_contract  # noqa: E402
@@ -117,6 +117,27 @@ def latency(model: Path, episodes: Path, calls: int) -> dict:
     return out
 
 
+def ablations(specs: list[str]) -> dict:
+    """FOLDER[=WHAT DIFFERS] -> its training (train.json, lerobot-train's config) and ONNX Runtime evaluation."""
+    found = {}
+    for spec in specs:
+        folder, _, differs = spec.partition("=")
+        other = Path(folder)
+        train = json.loads((other / "act" / "training" / "train.json").read_text())
+        cfg = json.loads((other / "act" / "train_config.json").read_text())  # what lerobot-train ran with
+        e = json.loads((other / "eval-onnxruntime" / "eval.json").read_text())
+        found[str(other)] = {
+            "differs": differs or "the training recipe (below)", "training": train,
+            "augmentation": cfg["dataset"]["image_transforms"]["enable"],
+            "optimizer_lr": cfg["policy"]["optimizer_lr"], "kl_weight": cfg["policy"]["kl_weight"],
+            "lr_schedule": (cfg.get("scheduler") or {}).get("type", "constant"),
+            "backbone_norm": train.get("backbone_norm", "frozen (LeRobot's, never fitted: the identity)"),
+            "image_input": (json.loads((other / "act" / IMAGE_INPUT_FILE).read_text())
+                            if (other / "act" / IMAGE_INPUT_FILE).is_file() else "the cameras' own size"),
+            "onnxruntime": {k: e[k] for k in ("successes", "episodes", "success_rate", "wilson95", "seeds")}}
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demos", type=int, default=50)
@@ -132,7 +153,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100, help="latency: calls per variant")
     parser.add_argument("--work", type=Path, default=Path("runs/closed_loop"))
     parser.add_argument("--ros", action="store_true", help="also evaluate through the bringup graph as processes")
+    parser.add_argument("--add", action="store_true",
+                        help="only add the --ablation folders to the committed bench/results/closed_loop.json "
+                             "(the main run's work folder may be gone; its command stays, this one is recorded)")
     args = parser.parse_args()
+    if args.add:
+        print(f"wrote {add_to_result('closed_loop', ablations(args.ablation), 'ablations')}")
+        return
     from nsm.policy.quantize import quantize_int8
     from nsm.policy.train import train_act
 
@@ -189,20 +216,7 @@ def main() -> None:
         e = evaluate(model, "onnxruntime", args.eval, args.work / f"eval-onnxruntime-{merge}-{threshold}", merge,
                      float(threshold))
         results["runtime_variants"][variant] = {k: e[k] for k in ("successes", "episodes", "success_rate", "wilson95")}
-    results["ablations"] = {}
-    for spec in args.ablation:
-        folder, _, differs = spec.partition("=")
-        other = Path(folder)
-        train = json.loads((other / "act" / "training" / "train.json").read_text())
-        cfg = json.loads((other / "act" / "train_config.json").read_text())  # what lerobot-train ran with
-        e = json.loads((other / "eval-onnxruntime" / "eval.json").read_text())
-        results["ablations"][str(other)] = {
-            "differs": differs or "the training recipe (below)", "training": train,
-            "augmentation": cfg["dataset"]["image_transforms"]["enable"],
-            "optimizer_lr": cfg["policy"]["optimizer_lr"], "kl_weight": cfg["policy"]["kl_weight"],
-            "lr_schedule": (cfg.get("scheduler") or {}).get("type", "constant"),
-            "backbone_norm": train.get("backbone_norm", "frozen (LeRobot's, never fitted: the identity)"),
-            "onnxruntime": {k: e[k] for k in ("successes", "episodes", "success_rate", "wilson95", "seeds")}}
+    results["ablations"] = ablations(args.ablation)
     print(json.dumps({k: results[k] for k in ("success_vs_steps", "latency_on_recorded_frames")}, indent=1))
     print(f"wrote {write_result('closed_loop', results)}")
 

@@ -16,11 +16,28 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
 
 
+def _this_run() -> dict:
+    return {"command": shlex.join([Path(sys.executable).name, *sys.argv]),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
+
+
 def write_result(name: str, results: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": name, "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-              "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "results": results}
+    record = {"benchmark": name, **_this_run(), "results": results}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def add_to_result(name: str, entries: dict, key: str | None = None) -> Path:
+    """Add entries to the results (or under results[key]) of a committed result whose own run
+    cannot be repeated cheaply (hours of CPU, its work folders possibly gone): its command
+    stays, and this run's command, date and machine are recorded under "added" with the
+    entries' names."""
+    path = RESULTS / f"{name}.json"
+    record = json.loads(path.read_text())
+    (record["results"].setdefault(key, {}) if key else record["results"]).update(entries)
+    record.setdefault("added", []).append(_this_run() | {"entries": sorted(entries)})
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
 

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import add_to_result, write_result  # noqa: E402
 from nsm.contract import load_contract  # noqa: E402
 from nsm.recording.episodes import episode_files  # noqa: E402
 from nsm.sim.ik import TopDownIK  # noqa: E402
@@ -78,6 +78,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="folders of episode_<n>.hdf5 (an `nsm eval` --out)")
     parser.add_argument("--demos", type=Path, help="the demonstrations' episodes, for the expert's own grasps")
+    parser.add_argument("--add", action="store_true",
+                        help="add these folders to the committed bench/results/learned_grasps.json instead of "
+                             "replacing it (the earlier runs' folders may be gone)")
     args = parser.parse_args()
     contract = load_contract("so101")
     ik = TopDownIK(build_model(contract))
@@ -85,7 +88,7 @@ def main() -> None:
     for folder, r in results.items():
         print(f"{folder}: closed {r['closed']}/{r['episodes']}, mean error {r.get('mean_measured_cm')} cm "
               f"(|xy| {r.get('mean_abs_xy_cm')}), follows the cube {r.get('commanded_vs_cube')}")
-    print(f"wrote {write_result('learned_grasps', results)}")
+    print(f"wrote {(add_to_result if args.add else write_result)('learned_grasps', results)}")
 
 
 if __name__ == "__main__":
