@@ -158,6 +158,8 @@ def main() -> None:
                              "(the main run's work folder may be gone; its command stays, this one is recorded)")
     args = parser.parse_args()
     if args.add:
+        if not args.ablation:
+            parser.error("--add needs the folders to add: --ablation W=what differs")
         print(f"wrote {add_to_result('closed_loop', ablations(args.ablation), 'ablations')}")
         return
     from nsm.policy.quantize import quantize_int8

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_to_result, write_result  # noqa: E402
+from common import RESULTS, add_to_result, write_result  # noqa: E402
 from nsm.contract import load_contract  # noqa: E402
 from nsm.recording.episodes import episode_files  # noqa: E402
 from nsm.sim.ik import TopDownIK  # noqa: E402
@@ -63,11 +63,18 @@ def grasps(folder: Path, contract, ik: TopDownIK) -> dict:
                      "measured_cm": (100 * (ik.grasp_point(qpos[t, :5]) - cube)).round(2).tolist(),
                      "commanded_cm": (100 * (ik.grasp_point(action[t, :5]) - cube)).round(2).tolist(),
                      "seconds": round(t / contract.fps, 2)})
+    return summary(rows, never)
+
+
+def summary(rows: list[dict], never: list[int]) -> dict:
+    """A model's grasps summed up from its per-episode rows: bias (mean), scatter (sd), how it follows the cube."""
     out = {"episodes": len(rows) + len(never), "never_closed": never, "closed": len(rows)}
     if rows:
         measured = np.array([r["measured_cm"] for r in rows])
         commanded, cubes = np.array([r["commanded_cm"] for r in rows]), np.array([r["cube_cm"] for r in rows])
         out["mean_measured_cm"] = measured.mean(0).round(2).tolist()
+        if len(rows) > 1:
+            out["sd_measured_cm"] = measured.std(0, ddof=1).round(2).tolist()
         out["mean_abs_xy_cm"] = round(float(np.linalg.norm(measured[:, :2], axis=1).mean()), 2)
         if len(rows) > 2:
             out["commanded_vs_cube"] = {axis: follows(cubes[:, i], commanded[:, i]) for i, axis in enumerate("xy")}
@@ -85,6 +92,9 @@ def main() -> None:
     contract = load_contract("so101")
     ik = TopDownIK(build_model(contract))
     results = {str(f): grasps(f, contract, ik) for f in [*args.folders, *([args.demos] if args.demos else [])]}
+    if args.add:  # the committed folders' summaries again from their stored rows (the same statistics for all)
+        committed = json.loads((RESULTS / "learned_grasps.json").read_text())["results"]
+        results = {k: summary(r["per_episode"], r["never_closed"]) for k, r in committed.items()} | results
     for folder, r in results.items():
         print(f"{folder}: closed {r['closed']}/{r['episodes']}, mean error {r.get('mean_measured_cm')} cm "
               f"(|xy| {r.get('mean_abs_xy_cm')}), follows the cube {r.get('commanded_vs_cube')}")
