@@ -36,6 +36,13 @@ def first_seed(folder: Path) -> int:
     return int(json.loads(meta.read_text())["seeds"].split("..")[0]) if meta.is_file() else 0
 
 
+def closing_step(gripper: np.ndarray) -> int | None:
+    """The step at which the gripper command first closes after opening; None if it never does."""
+    opened = np.nonzero(gripper > OPENED)[0]
+    closing = np.nonzero(gripper[opened[0]:] < CLOSING)[0] + opened[0] if len(opened) else []
+    return int(closing[0]) if len(closing) else None
+
+
 def follows(cube: np.ndarray, error: np.ndarray) -> dict:
     """The error's slope against the cube's position and their correlation (None for an error
     that does not vary: the expert's)."""
@@ -51,13 +58,10 @@ def grasps(folder: Path, contract, ik: TopDownIK) -> dict:
         with h5py.File(path) as f:
             qpos, action, success = f["observations/qpos"][:], f["action"][:], f.attrs.get("success")
         cube = SimScene(contract, seed0 + k).cube_pose()[0]
-        gripper = action[:, -1]
-        opened = np.nonzero(gripper > OPENED)[0]
-        closing = np.nonzero(gripper[opened[0]:] < CLOSING)[0] + opened[0] if len(opened) else []
-        if not len(closing):
+        t = closing_step(action[:, -1])
+        if t is None:
             never.append(k)
             continue
-        t = int(closing[0])
         rows.append({"episode": k, "success": None if success is None else bool(success),
                      "cube_cm": (100 * cube).round(2).tolist(),
                      "measured_cm": (100 * (ik.grasp_point(qpos[t, :5]) - cube)).round(2).tolist(),

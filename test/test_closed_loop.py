@@ -75,6 +75,29 @@ def test_the_backbone_learns_its_normalization_and_lerobots_own_act_loads_it(mod
     torch.testing.assert_close(first(x), trained(x), atol=1e-5, rtol=1e-5)
 
 
+def test_training_items_get_a_noisy_joint_state_and_the_same_actions(dataset, model):
+    """nsm.policy.lerobot_train_main --nsm-state-noise: LeRobot's dataset items as training sees them
+    carry the joint state plus N(0, sigma^2) per joint; the actions (the targets) stay as recorded."""
+    import torch
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from nsm.policy.lerobot_train_main import add_state_noise
+    from nsm.policy.train import PRESETS
+
+    sigma = 0.05
+
+    class Noisy(LeRobotDataset):  # patched on a subclass: LeRobot's own class stays clean for the other tests
+        pass
+
+    add_state_noise(Noisy, sigma)
+    clean, noisy = (cls("local/nsm_sim_pick_place", root=dataset) for cls in (LeRobotDataset, Noisy))
+    items = range(0, len(clean), max(1, len(clean) // 100))
+    offsets = torch.stack([noisy[i]["observation.state"] - clean[i]["observation.state"] for i in items])
+    assert abs(float(offsets.std()) - sigma) < 0.2 * sigma and abs(float(offsets.mean())) < 0.01
+    assert all(torch.equal(noisy[i]["action"], clean[i]["action"]) for i in items)
+    assert json.loads((model / "training" / "train.json").read_text())["state_noise_rad"] == PRESETS["cpu"]["state_noise"]
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_training_and_robot_paths_give_the_model_the_same_inputs_and_get_the_same_actions(collection, model, backend):
     """Train/serve parity on recorded frames, with the model's input (96x128) smaller than the
@@ -151,6 +174,12 @@ def test_training_refuses_an_empty_or_foreign_folder_before_starting(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(NsmError, match="not a LeRobotDataset"):
         train_act(tmp_path / "empty", tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_training_refuses_a_negative_state_noise_before_starting(dataset, tmp_path):
+    with pytest.raises(NsmError, match="state-noise -0.1 is negative"):
+        train_act(dataset, tmp_path / "model", state_noise=-0.1)
     assert not (tmp_path / "model").exists()
 
 

@@ -651,6 +651,10 @@ def train(
     seed: Annotated[int, typer.Option(help="Training seed.")] = 1000,
     workers: Annotated[int, typer.Option(help="Data-loading worker processes (0: in the training process).", min=0)] = 0,
     robot: Annotated[str, typer.Option(help="Robot contract the dataset must match (joints, cameras, image sizes).")] = "so101",
+    state_noise: Annotated[float | None, typer.Option(help="Sd (rad) of the noise put on each training item's joint "
+                                                           "state, the actions left as recorded, so the policy takes "
+                                                           "its target from the images instead of copying the state "
+                                                           "(default: the preset's; 0: none).")] = None,
 ) -> None:
     """Train ACT on a LeRobotDataset with LeRobot's own training script (`lerobot-train`), offline.
 
@@ -668,7 +672,7 @@ def train(
             task = progress.add_task("train", total=steps, loss="-")
             result = train_act(dataset, out, repo_id, preset, steps, batch_size, device, seed, workers,
                                lambda s, total, loss: progress.update(task, completed=s, total=total, loss=f"{loss:.3f}"),
-                               robot)
+                               robot, state_noise)
     Console().print(f"trained ACT for {result.steps} steps in {result.seconds / 60:.1f} min on {result.device} "
                     f"({result.dataset_episodes} episodes, {result.dataset_frames} frames), final loss "
                     f"{result.final_loss:.3f}: {result.model} (loss curve: {result.model / 'training' / 'loss.png'})")
