@@ -10,7 +10,7 @@
    BatchNorm does in eval mode.
 2. `--nsm-state-noise=SIGMA`: Gaussian noise (rad, per joint) added to each training item's
    joint state, the action targets left as they are. A policy trained on clean states copies
-   the state into its targets (it moved its predicted grasp with 70-80% of an offset put
+   the state into its targets (it moved its predicted grasp with 77-85% of a pan offset put
    into the state alone, the images unchanged), so in closed loop an arm that drifted off the
    demonstrations stays off: the noise makes the images, not the state, say where to go.
 
