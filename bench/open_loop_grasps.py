@@ -88,7 +88,7 @@ def main() -> None:
     results = {}
     for model in args.models:
         results[str(model)] = measure(model, args.demos, ik, contract.joint_names)
-        print(str(model), json.dumps({k: v for k, v in results[str(model)].items()}), flush=True)
+        print(str(model), json.dumps(results[str(model)]), flush=True)
     print(f"wrote {(add_to_result if args.add else write_result)('open_loop_grasps', results)}")
 
 
