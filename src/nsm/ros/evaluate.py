@@ -111,6 +111,10 @@ def evaluate_nodes(model: Path | None, episodes: int, out: Path, seed: int = 100
     with Graph(nodes, NAMESPACE, out / "graph", client="nsm_eval_client") as g:
         world = World(g, cameras)
         g.transition("recorder_node", "configure", "activate")
+        # recorder/episodes is volatile (a restarted bridge must not log old episodes again), so an
+        # announcement made before db_bridge_node is discovered would be lost to the telemetry
+        g.spin_until(lambda: g.node.count_subscribers("recorder/episodes") > 0, 60,
+                     "db_bridge_node's subscription to recorder/episodes")
         g.transition("policy_node", "configure")  # loads the model (and exports it for ONNX Runtime)
         for k in range(episodes):
             g.set_parameters("arm_driver_node", seed=seed + k)
