@@ -118,7 +118,8 @@ def latency(model: Path, episodes: Path, calls: int) -> dict:
 
 
 def ablations(specs: list[str]) -> dict:
-    """FOLDER[=WHAT DIFFERS] -> its training (train.json, lerobot-train's config) and ONNX Runtime evaluation."""
+    """FOLDER[=WHAT DIFFERS] -> its training (train.json, lerobot-train's config), ONNX Runtime
+    evaluation and, where FOLDER/eval-nodes holds one (`nsm eval --ros`), its run through the nodes."""
     found = {}
     for spec in specs:
         folder, _, differs = spec.partition("=")
@@ -135,6 +136,11 @@ def ablations(specs: list[str]) -> dict:
             "image_input": (json.loads((other / "act" / IMAGE_INPUT_FILE).read_text())
                             if (other / "act" / IMAGE_INPUT_FILE).is_file() else "the cameras' own size"),
             "onnxruntime": {k: e[k] for k in ("successes", "episodes", "success_rate", "wilson95", "seeds")}}
+        nodes = other / "eval-nodes" / "eval_nodes.json"
+        if nodes.is_file():
+            n = json.loads(nodes.read_text())
+            found[str(other)]["through_nodes"] = {k: n[k] for k in ("successes", "episodes", "success_rate", "wilson95",
+                                                                    "seeds", "inference_ms_p50", "through")}
     return found
 
 
