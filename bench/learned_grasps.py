@@ -4,8 +4,9 @@
 Twenty episodes' success count moves by +-4 between two trainings of one recipe; the grasp
 error is a measurement per episode and says *how* a model misses. For each episode: the
 moment the gripper command first closes (below CLOSING after reaching OPENED), the grasp
-point there (the measured joints and the commanded ones) minus the cube's centre, in cm; the
-episodes whose gripper never closes (the arm stalls above the cube). Per folder: the mean
+point there (the measured joints and the commanded ones) minus the cube's centre, in cm, and
+the wrist roll (its sign: which side the cube is held from); the episodes whose gripper never
+closes (the arm stalls above the cube). Per folder: the mean
 error, and how the commanded grasp follows the cube — the slope of the error against the
 cube's position (0: it follows; -1: it ignores the cube; one model's own gain error).
 
@@ -66,6 +67,7 @@ def grasps(folder: Path, contract, ik: TopDownIK) -> dict:
                      "cube_cm": (100 * cube).round(2).tolist(),
                      "measured_cm": (100 * (ik.grasp_point(qpos[t, :5]) - cube)).round(2).tolist(),
                      "commanded_cm": (100 * (ik.grasp_point(action[t, :5]) - cube)).round(2).tolist(),
+                     "wrist_roll_deg": round(float(np.degrees(action[t, 4])), 1),
                      "seconds": round(t / contract.fps, 2)})
     return summary(rows, never)
 
@@ -80,6 +82,11 @@ def summary(rows: list[dict], never: list[int]) -> dict:
         if len(rows) > 1:
             out["sd_measured_cm"] = measured.std(0, ddof=1).round(2).tolist()
         out["mean_abs_xy_cm"] = round(float(np.linalg.norm(measured[:, :2], axis=1).mean()), 2)
+        if all("wrist_roll_deg" in r for r in rows):  # the side it holds the cube from (rows stored before lack it)
+            roll = np.array([r["wrist_roll_deg"] for r in rows])
+            out["wrist_roll_negative"] = {"closed": int((roll < 0).sum()),
+                                          "succeeded": int(sum(r["success"] is True for r in rows if r["wrist_roll_deg"] < 0)),
+                                          "of_successes": int(sum(r["success"] is True for r in rows))}
         if len(rows) > 2:
             out["commanded_vs_cube"] = {axis: follows(cubes[:, i], commanded[:, i]) for i, axis in enumerate("xy")}
     return out | {"per_episode": rows}

@@ -10,6 +10,10 @@ put through forward kinematics and compared with the expert's own grasp point: t
 grasp error. Then the same observation with one joint of the state offset by 0.05 rad, the
 images unchanged: the share of that offset the predicted grasp follows (0: the images decide
 where to go; 1: the state is copied into the target, so an arm that drifted stays off).
+And which way the wrist turns: the expert holds the cube from whichever side needs less roll,
+so near +-90 degrees two cubes that look alike are grasped half a turn apart, and it commits
+to a side in its first move from home. The first chunk (from the episode's first observation)
+is compared with the expert's first second: a model that turns the other way is counted.
 
     .venv/bin/python bench/open_loop_grasps.py --demos HELDOUT/episodes MODEL [MODEL ...] [--add]
 """
@@ -49,9 +53,12 @@ def measure(model: Path, demos: Path, ik: TopDownIK, joint_names: list[str]) -> 
     policy = LeRobotChunkPolicy(model, "onnxruntime", threads=2)
     errors = {lead: [] for lead in leads}
     followed = {j: [] for j in OFFSET_JOINTS}
+    rolls = []  # (the expert's, the model's) turn of the wrist roll over the first chunk
     for path in episode_files(demos):
         with h5py.File(path) as f:
             qpos, action, images = f["observations/qpos"][:], f["action"][:], f["observations/images"]
+            first = policy.predict_chunk(Observation(0, 0.0, qpos[0], {c: images[c][0] for c in images}))
+            rolls.append((action[chunk - 1, 4] - qpos[0, 4], first[-1, 4] - qpos[0, 4]))
             t = closing_step(action[:, -1])
             expert = ik.grasp_point(action[t, :5])
             for lead in leads:
@@ -72,7 +79,17 @@ def measure(model: Path, demos: Path, ik: TopDownIK, joint_names: list[str]) -> 
     return {"episodes": len(errors[0]), "chunk": chunk,
             "open_loop_error_by_lead": {str(lead): errors_summary(e) for lead, e in errors.items()},
             f"follows_a_{OFFSET}_rad_state_offset": {joint_names[j]: round(float(np.mean(f)), 2)
-                                                      for j, f in followed.items()}}
+                                                      for j, f in followed.items()},
+            "wrist_roll_after_the_first_chunk": roll_summary(np.degrees(np.array(rolls)))}
+
+
+def roll_summary(turns: np.ndarray) -> dict:
+    """(expert, model) turns of the wrist roll in degrees: the sides chosen, and how much of the
+    expert's turn the model makes (1: all of it)."""
+    return {"expert_turns_negative": int((turns[:, 0] < 0).sum()), "model_turns_negative": int((turns[:, 1] < 0).sum()),
+            "model_turns_the_other_way": int((np.sign(turns[:, 0]) != np.sign(turns[:, 1])).sum()),
+            "expert_turn_deg_range": [round(float(turns[:, 0].min()), 1), round(float(turns[:, 0].max()), 1)],
+            "model_share_of_the_turn": round(float(np.mean(turns[:, 1] / turns[:, 0])), 2)}
 
 
 def main() -> None:
