@@ -5,10 +5,14 @@ Twenty episodes' success count moves by +-4 between two trainings of one recipe;
 error is a measurement per episode and says *how* a model misses. For each episode: the
 moment the gripper command first closes (below CLOSING after reaching OPENED), the grasp
 point there (the measured joints and the commanded ones) minus the cube's centre, in cm, and
-the wrist roll (its sign: which side the cube is held from); the episodes whose gripper never
-closes (the arm stalls above the cube). Per folder: the mean
-error, and how the commanded grasp follows the cube — the slope of the error against the
-cube's position (0: it follows; -1: it ignores the cube; one model's own gain error).
+the wrist roll (its sign: which side the cube is held from) beside the roll the scripted expert
+plans for that seed's cube; the episodes whose gripper never closes (the arm stalls above the
+cube). Per folder: the mean error, how the commanded grasp follows the cube — the slope of the
+error against the cube's position (0: it follows; -1: it ignores the cube; one model's own gain
+error) — and whether the roll follows the cube's heading: its mean distance from the expert's,
+modulo a quarter turn (the jaws hold a cube across either pair of faces, from either side),
+against the best one fixed roll could do. A model that does not see the heading does no better
+than the fixed roll.
 
     .venv/bin/python bench/learned_grasps.py W/eval-onnxruntime [OTHER/eval-onnxruntime ...] \
         [--demos W/collect/episodes]
@@ -25,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, add_to_result, write_result  # noqa: E402
 from nsm.contract import load_contract  # noqa: E402
 from nsm.recording.episodes import episode_files  # noqa: E402
+from nsm.sim.expert import PickPlaceExpert  # noqa: E402
 from nsm.sim.ik import TopDownIK  # noqa: E402
 from nsm.sim.scene import SimScene, build_model  # noqa: E402
 
@@ -58,7 +63,8 @@ def grasps(folder: Path, contract, ik: TopDownIK) -> dict:
         k = int(path.stem.split("_")[1])
         with h5py.File(path) as f:
             qpos, action, success = f["observations/qpos"][:], f["action"][:], f.attrs.get("success")
-        cube = SimScene(contract, seed0 + k).cube_pose()[0]
+        scene = SimScene(contract, seed0 + k)
+        cube = scene.cube_pose()[0]
         t = closing_step(action[:, -1])
         if t is None:
             never.append(k)
@@ -68,8 +74,21 @@ def grasps(folder: Path, contract, ik: TopDownIK) -> dict:
                      "measured_cm": (100 * (ik.grasp_point(qpos[t, :5]) - cube)).round(2).tolist(),
                      "commanded_cm": (100 * (ik.grasp_point(action[t, :5]) - cube)).round(2).tolist(),
                      "wrist_roll_deg": round(float(np.degrees(action[t, 4])), 1),
+                     "expert_roll_deg": round(expert_roll(contract, scene), 1),
                      "seconds": round(t / contract.fps, 2)})
     return summary(rows, never)
+
+
+def expert_roll(contract, scene) -> float:
+    """The wrist roll (degrees) at which the scripted expert closes on this scene's cube (its plan only)."""
+    expert = PickPlaceExpert(contract, scene)
+    expert.reset()
+    return float(np.degrees(expert.plan[closing_step(expert.plan[:, -1]), 4]))
+
+
+def off_quarter_turn(a: np.ndarray, b) -> np.ndarray:
+    """|a - b| in degrees modulo 90: how far a roll is from holding the cube the way b does, on any face."""
+    return np.abs((a - b + 45.0) % 90.0 - 45.0)
 
 
 def summary(rows: list[dict], never: list[int]) -> dict:
@@ -87,6 +106,11 @@ def summary(rows: list[dict], never: list[int]) -> dict:
             out["wrist_roll_negative"] = {"closed": int((roll < 0).sum()),
                                           "succeeded": int(sum(r["success"] is True for r in rows if r["wrist_roll_deg"] < 0)),
                                           "of_successes": int(sum(r["success"] is True for r in rows))}
+        if all("expert_roll_deg" in r for r in rows):
+            roll, need = (np.array([r[key] for r in rows]) for key in ("wrist_roll_deg", "expert_roll_deg"))
+            fixed = min(np.arange(-45.0, 45.0), key=lambda c: off_quarter_turn(need, c).mean())
+            out["roll_off_the_cube_deg"] = {"model": round(float(off_quarter_turn(roll, need).mean()), 1),
+                                            "best_fixed_roll": round(float(off_quarter_turn(need, fixed).mean()), 1)}
         if len(rows) > 2:
             out["commanded_vs_cube"] = {axis: follows(cubes[:, i], commanded[:, i]) for i, axis in enumerate("xy")}
     return out | {"per_episode": rows}
@@ -100,6 +124,9 @@ def main() -> None:
                         help="add these folders to the committed bench/results/learned_grasps.json instead of "
                              "replacing it (the earlier runs' folders may be gone)")
     args = parser.parse_args()
+    for folder in [*args.folders, *([args.demos] if args.demos else [])]:
+        if not episode_files(folder):
+            parser.error(f"{folder} has no episode_<n>.hdf5: pass an `nsm eval --out` or `nsm sim collect` episodes folder")
     contract = load_contract("so101")
     ik = TopDownIK(build_model(contract))
     results = {str(f): grasps(f, contract, ik) for f in [*args.folders, *([args.demos] if args.demos else [])]}
@@ -108,7 +135,8 @@ def main() -> None:
         results = {k: summary(r["per_episode"], r["never_closed"]) for k, r in committed.items()} | results
     for folder, r in results.items():
         print(f"{folder}: closed {r['closed']}/{r['episodes']}, mean error {r.get('mean_measured_cm')} cm "
-              f"(|xy| {r.get('mean_abs_xy_cm')}), follows the cube {r.get('commanded_vs_cube')}")
+              f"(|xy| {r.get('mean_abs_xy_cm')}), follows the cube {r.get('commanded_vs_cube')}, "
+              f"roll off the cube {r.get('roll_off_the_cube_deg')}")
     print(f"wrote {(add_to_result if args.add else write_result)('learned_grasps', results)}")
 
 
