@@ -124,12 +124,13 @@ def main() -> None:
                         help="add these folders to the committed bench/results/learned_grasps.json instead of "
                              "replacing it (the earlier runs' folders may be gone)")
     args = parser.parse_args()
-    for folder in [*args.folders, *([args.demos] if args.demos else [])]:
+    folders = [*args.folders, *([args.demos] if args.demos else [])]
+    for folder in folders:
         if not episode_files(folder):
             parser.error(f"{folder} has no episode_<n>.hdf5: pass an `nsm eval --out` or `nsm sim collect` episodes folder")
     contract = load_contract("so101")
     ik = TopDownIK(build_model(contract))
-    results = {str(f): grasps(f, contract, ik) for f in [*args.folders, *([args.demos] if args.demos else [])]}
+    results = {str(f): grasps(f, contract, ik) for f in folders}
     if args.add:  # the committed folders' summaries again from their stored rows (the same statistics for all)
         committed = json.loads((RESULTS / "learned_grasps.json").read_text())["results"]
         results = {k: summary(r["per_episode"], r["never_closed"]) for k, r in committed.items()} | results
