@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_to_result, run_expert_plan, write_result  # noqa: E402
+from common import RESULTS, add_to_result, run_expert_plan, write_result  # noqa: E402
 from nsm.app.collect import Collector  # noqa: E402
 from nsm.app.evaluate import EVAL_SEED, Evaluator  # noqa: E402
 from nsm.contract import Observation, load_contract  # noqa: E402
@@ -144,6 +144,25 @@ def ablations(specs: list[str]) -> dict:
     return found
 
 
+def earlier(model: Path, differs: str) -> tuple[dict, list]:
+    """What the committed result measured and this run does not repeat (hours of CPU, their work
+    folders possibly gone): its ablations and, when its headline model is not this run's, that
+    model's rows as one more ablation, with the command that measured them. Returns (ablations,
+    its `added` records)."""
+    path = RESULTS / "closed_loop.json"
+    if not path.is_file():
+        return {}, []
+    record = json.loads(path.read_text())
+    old = record["results"]
+    rows = {k: v for k, v in old.get("ablations", {}).items() if k != str(model.parent)}  # now the headline
+    if old["training"]["model"] != str(model):
+        rows[str(Path(old["training"]["model"]).parent)] = {
+            "differs": differs, "measured_by": {k: record[k] for k in ("command", "date", "machine")},
+            **{k: v for k, v in old.items() if k in ("training", "success_vs_steps", "policy", "latency_on_recorded_frames",
+                                                     "through_nodes", "runtime_variants")}}
+    return rows, record.get("added", [])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demos", type=int, default=50)
@@ -156,6 +175,9 @@ def main() -> None:
     parser.add_argument("--runtime", action="append", default=[], metavar="MERGE:THRESHOLD",
                         help="also evaluate the final model with another chunk runtime on the same seeds, e.g. "
                              "ensemble:1.0 (ACT's temporal ensembling, a chunk every step) or replace:0.9")
+    parser.add_argument("--earlier-differs", default="the preset's model before this run",
+                        help="what differs in the committed result's headline model, kept as an ablation when this "
+                             "run's model is another")
     parser.add_argument("--calls", type=int, default=100, help="latency: calls per variant")
     parser.add_argument("--work", type=Path, default=Path("runs/closed_loop"))
     parser.add_argument("--ros", action="store_true", help="also evaluate through the bringup graph as processes")
@@ -224,9 +246,10 @@ def main() -> None:
         e = evaluate(model, "onnxruntime", args.eval, args.work / f"eval-onnxruntime-{merge}-{threshold}", merge,
                      float(threshold))
         results["runtime_variants"][variant] = {k: e[k] for k in ("successes", "episodes", "success_rate", "wilson95")}
-    results["ablations"] = ablations(args.ablation)
+    kept, added = earlier(model, args.earlier_differs)
+    results["ablations"] = kept | ablations(args.ablation)
     print(json.dumps({k: results[k] for k in ("success_vs_steps", "latency_on_recorded_frames")}, indent=1))
-    print(f"wrote {write_result('closed_loop', results)}")
+    print(f"wrote {write_result('closed_loop', results, added)}")
 
 
 if __name__ == "__main__":

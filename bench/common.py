@@ -21,10 +21,11 @@ def _this_run() -> dict:
             "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
 
 
-def write_result(name: str, results: dict) -> Path:
+def write_result(name: str, results: dict, added: list | None = None) -> Path:
+    """`added`: the `add_to_result` records of entries carried over from the result this replaces."""
     path = RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": name, **_this_run(), "results": results}
+    record = {"benchmark": name, **_this_run(), "results": results} | ({"added": added} if added else {})
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
 

@@ -42,15 +42,13 @@ from nsm.policy.model_dir import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
 RANDOM_SHIFT = ('{"shift": {"weight": 1.0, "type": "RandomAffine", '
                 '"kwargs": {"degrees": [0.0, 0.0], "translate": [0.06, 0.06]}}}')
 # Noise on the training joint states (rad, sd per joint; `nsm train --state-noise`,
-# nsm.policy.lerobot_train_main): none in the preset. Trained on clean states, the models copy the
-# state's shoulder pan into their grasp target (77-85% of an offset put into the state alone, the
-# images unchanged: bench/results/open_loop_grasps.json), so an arm that turned off the cube stays
-# off. 0.05 rad halved that (40%) but succeeded on 8/20 held-out seeds, inside the recipe's spread
-# over training seeds (4-9/20); 0.15 rad cut it to 4-5% and succeeded on 12/20 and 10/20 with training
-# seeds 1000 and 1001 (9/20 and 4/20 without), 0.25 rad on 10/20: bench/results/closed_loop.json
-# (ablations). Still none in the preset: the headline rows (int8, through the nodes) were measured on
-# the preset's model, so the preset changes when bench/closed_loop.py is re-run with it.
-STATE_NOISE = 0.0
+# nsm.policy.lerobot_train_main). Trained on clean states, the models copy the state's shoulder
+# pan into their grasp target (77-85% of an offset put into the state alone, the images unchanged:
+# bench/results/open_loop_grasps.json), so an arm that turned off the cube stays off. 0.05 rad
+# halved that (40%) but succeeded on 8/20 held-out seeds, inside the clean recipe's spread over
+# training seeds (4-9/20); 0.15 rad cut it to 4-5% and succeeded on 12/20 and 10/20 with training
+# seeds 1000 and 1001 (9/20 and 4/20 without), 0.25 rad on 10/20: bench/results/closed_loop.json.
+STATE_NOISE = 0.15
 PRESETS = {
     "cpu": {"steps": 8000, "batch_size": 8, "policy": SMALL | {"chunk_size": 30, "n_action_steps": 30,
                                                                  "optimizer_lr": 1e-4, "optimizer_lr_backbone": 1e-4},
