@@ -1,5 +1,6 @@
 """How far off the cube a grasp may land and still carry it: the scripted expert planning from
-a cube displaced along the arm's reach (radial) or across it (tangential), physics only.
+a cube displaced along the arm's reach (radial) or across it (tangential), or along the line its
+jaws close on (fixed to moving jaw) or across that line, physics only.
 
 A learned policy imitates the expert with some error in where it thinks the cube is; this
 measures which errors the expert's own grasp survives, so a recipe can aim its demonstrations
@@ -21,16 +22,24 @@ from nsm.contract import load_contract  # noqa: E402
 from nsm.sim.expert import PickPlaceExpert  # noqa: E402
 from nsm.sim.scene import SimScene  # noqa: E402
 
+DIRECTIONS = ("radial", "tangential", "jaw", "across_jaw")
 
-def successes(contract, world: SimScene, mirror: SimScene, seeds: range, radial: float, tangential: float) -> int:
+
+def successes(contract, world: SimScene, mirror: SimScene, seeds: range, direction: str, metres: float) -> int:
+    """Episodes carried with the cube `metres` off where the expert's plan aims, in `direction`
+    (radial: away from the base; tangential: counter-clockwise; jaw: toward the moving jaw;
+    across_jaw: the jaw axis turned a quarter counter-clockwise)."""
     expert = PickPlaceExpert(contract, mirror)
     wins = 0
     for seed in seeds:
         world.reset(seed)
         mirror.reset(seed)
+        expert.reset()  # the plan for the true cube: where its jaws close
         pose = world.cube_qpos()
-        reach = pose[:2] / np.hypot(*pose[:2])
-        pose[:2] += radial * reach + tangential * np.array([-reach[1], reach[0]])
+        axis = pose[:2] / np.hypot(*pose[:2]) if direction in ("radial", "tangential") else expert.jaw[:2]
+        if direction in ("tangential", "across_jaw"):
+            axis = np.array([-axis[1], axis[0]])
+        pose[:2] -= metres * axis  # the expert believes the cube there; the true one is +metres from it
         mirror.set_cube_qpos(pose)
         expert.reset()
         run_expert_plan(contract, world, expert.plan)
@@ -48,13 +57,14 @@ def main() -> None:
     world, mirror = SimScene(contract, args.first), SimScene(contract, args.first)
     seeds = range(args.first, args.first + args.seeds)
     results = {"seeds": f"{seeds.start}..{seeds.stop - 1}", "episodes": args.seeds,
-               "none": successes(contract, world, mirror, seeds, 0.0, 0.0), "radial_cm": {}, "tangential_cm": {}}
-    for cm in (float(v) for v in args.cm.split(",")):
-        for direction in ("radial", "tangential"):
-            offset = (cm / 100, 0.0) if direction == "radial" else (0.0, cm / 100)
-            results[f"{direction}_cm"][f"{cm:+g}"] = wins = successes(contract, world, mirror, seeds, *offset)
-            print(f"cube {cm:+g} cm {direction} (+: away from the base / counter-clockwise): {wins}/{args.seeds}",
-                  flush=True)
+               "cube_off_the_plan": "+: away from the base (radial), counter-clockwise (tangential), toward the "
+                                    "moving jaw (jaw), the jaw axis turned counter-clockwise (across_jaw)",
+               "none": successes(contract, world, mirror, seeds, "radial", 0.0)}
+    for direction in DIRECTIONS:
+        results[f"{direction}_cm"] = {}
+        for cm in (float(v) for v in args.cm.split(",")):
+            results[f"{direction}_cm"][f"{cm:+g}"] = wins = successes(contract, world, mirror, seeds, direction, cm / 100)
+            print(f"cube {cm:+g} cm {direction} off the plan: {wins}/{args.seeds}", flush=True)
     print(f"wrote {write_result('grasp_tolerance', results)}")
 
 

@@ -86,3 +86,17 @@ def test_stop_flushes_what_waits_and_counts_what_cannot_be_paired():
     p.command(tick(3), q(3), now=0.0)
     (frame,) = p.frames(now=0.0, force=True)
     assert np.array_equal(frame.qpos, q(2)) and frame.images["wrist"][0, 0, 0] == 2
+
+
+def test_a_lost_frame_is_counted_as_a_repeat_of_the_tick_before():
+    p = TickPairer(["front", "wrist"], t0=tick(0), wait=0.2)
+    for k in range(4):
+        p.state(tick(k), q(k), q(k))
+        p.image("wrist", tick(k), image(k))
+        if k != 2:  # front's frame of tick 2 is lost on the way (best effort)
+            p.image("front", tick(k), image(k))
+        p.command(tick(k), q(k), now=0.1 * k)
+    frames = p.frames(now=1.0)
+    assert [f.images["front"][0, 0, 0] for f in frames] == [0, 1, 1, 3]
+    assert [f.images["wrist"][0, 0, 0] for f in frames] == [0, 1, 2, 3]
+    assert p.repeated == {"front": 1, "wrist": 0}

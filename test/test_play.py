@@ -1,6 +1,7 @@
 """`nsm dataset play`: an episode published on the robot's topics over DDS, recorded again by
 recorder_node in another process; the recorded episode equals the played one (frames,
 images, timing, action chunks)."""
+import re
 import subprocess
 import sys
 
@@ -31,11 +32,18 @@ def test_play_into_the_recorder_records_the_played_episode(ros_env, contract, tm
         stopped = g.call("recorder/stop_episode", Trigger)
         assert stopped.success, stopped.message
     recorded = tmp_path / "graph" / "runs" / "episodes" / "episode_0.hdf5"
+    repeated = dict(re.findall(r"(\w+) (\d+)", stopped.message.split("frames repeated: ")[1]))
     with h5py.File(played) as a, h5py.File(recorded) as b:
         assert b.attrs["frames"] == a.attrs["frames"] == 60
-        for name in ("observations/qpos", "observations/qvel", "action", "observations/images/front",
-                     "observations/images/wrist"):
+        for name in ("observations/qpos", "observations/qvel", "action"):
             assert np.array_equal(a[name][:], b[name][:]), name
+        for camera in ("front", "wrist"):
+            # camera topics are best effort: under load a frame can be lost, and its tick then
+            # records the tick before's frame — every differing image is such a repeat, counted
+            want, got = a[f"observations/images/{camera}"][:], b[f"observations/images/{camera}"][:]
+            differ = [i for i in range(60) if not np.array_equal(want[i], got[i])]
+            assert all(i > 0 and np.array_equal(got[i], got[i - 1]) for i in differ), (camera, differ)
+            assert len(differ) == int(repeated[camera]) <= 3, (camera, differ, stopped.message)
         # the same pace: each frame as far from the first as when it was recorded
         ta, tb = a["timestamp"][:], b["timestamp"][:]
         assert np.allclose(tb - tb[0], ta - ta[0], atol=1e-6)

@@ -8,6 +8,10 @@ this tick's command, or this tick's state after it. A command waits (at most `wa
 seconds) until its state is there and every camera has shown a frame taken at or after the
 tick (so no newer frame from before the tick is still on its way); after that it takes the
 nearest it has. Commands leave in the order they came.
+
+Camera topics are best effort: a frame lost on the way (or late past the wait) leaves a tick
+with the frame the tick before had. That is counted per camera (`repeated`), so an episode's
+audit says how many of its images show the world a tick late.
 """
 from collections import deque
 from dataclasses import dataclass
@@ -35,6 +39,8 @@ class TickPairer:
         self._images: dict[str, deque[tuple[float, np.ndarray]]] = {c: deque(maxlen=images) for c in cameras}
         self._pending: deque[_Command] = deque()
         self.unpaired = 0  # commands with no state or no image of some camera at all: not recorded
+        self.repeated = dict.fromkeys(cameras, 0)  # ticks given the same frame as the tick before
+        self._last_frame: dict[str, float | None] = dict.fromkeys(cameras)
 
     def state(self, stamp: float, position: np.ndarray, velocity: np.ndarray) -> None:
         self._states.append((stamp, position, velocity))
@@ -57,10 +63,14 @@ class TickPairer:
                 break
             self._pending.popleft()
             state = state or self._nearest_state(command.stamp)
-            images = {camera: self._image_at(camera, command.stamp) for camera in self.cameras}
-            if state is None or any(image is None for image in images.values()):
+            taken = {camera: self._image_at(camera, command.stamp) for camera in self.cameras}
+            if state is None or any(frame is None for frame in taken.values()):
                 self.unpaired += 1
                 continue
+            for camera, (stamp, _) in taken.items():
+                self.repeated[camera] += stamp == self._last_frame[camera]
+                self._last_frame[camera] = stamp
+            images = {camera: image for camera, (_, image) in taken.items()}
             _, position, velocity = state
             out.append(EpisodeFrame(position, velocity, command.action, images, command.stamp - self.t0))
         return out
@@ -72,10 +82,10 @@ class TickPairer:
             return max(before, key=lambda s: s[0])
         return min(self._states, key=lambda s: s[0]) if self._states else None
 
-    def _image_at(self, camera: str, stamp: float) -> np.ndarray | None:
-        """The newest frame taken by `stamp`, else the first one after it."""
+    def _image_at(self, camera: str, stamp: float) -> tuple[float, np.ndarray] | None:
+        """(its stamp, the frame): the newest frame taken by `stamp`, else the first one after it."""
         frames = self._images[camera]
         before = [f for f in frames if f[0] <= stamp + SAME_STAMP_S]
         if before:
-            return max(before, key=lambda f: f[0])[1]
-        return min(frames, key=lambda f: f[0])[1] if frames else None
+            return max(before, key=lambda f: f[0])
+        return min(frames, key=lambda f: f[0]) if frames else None

@@ -8,14 +8,15 @@ predicted trajectories a reviewer compares with what the arm did). Each episode 
 file (`episode_<n>.hdf5`) and, with `bag: true`, a rosbag2 MCAP bag of the same frames
 beside it (`episode_<n>/`), both written on their own threads.
 Services `recorder/start_episode` and `recorder/stop_episode` (std_srvs/Trigger); the stop
-answer carries the paths and the episode's audit (frames, dropped, rate vs the contract).
+answer carries the paths and the episode's audit (frames, dropped, rate vs the contract, and
+per camera the ticks recorded with the tick before's frame: best-effort frames lost or late).
 An episode's outcome is the newest task check on `sim/success` when it closes: in simulation
 the scene's own check, on a real robot (nobody publishes it) unknown, never guessed. Each
 closed episode is announced on `recorder/episodes` (std_msgs/String, the telemetry `episode`
 row as JSON), which db_bridge_node logs: the fleet dashboard's episodes come from there.
 
 /diagnostics: recording or idle, per-stream input rates, frames written, frames dropped,
-commands left unpaired (no state or image at all),
+commands left unpaired (no state or image at all), camera frames repeated,
 writer queue depth; WARN while a recording stream runs below 80% of the contract's rate.
 """
 import json
@@ -196,7 +197,8 @@ class RecorderNode(ManagedNode):
         paths, errors = self._end_episode(seconds)
         rate = writers[0].frames / max(seconds, 1e-9)
         audit = (f"{writers[0].frames} frames, {max(w.dropped for w in writers)} dropped, "
-                 f"{rate:.1f} of {self.contract.fps:g} fps, {OUTCOMES[self.task_success]}")
+                 f"{rate:.1f} of {self.contract.fps:g} fps, {OUTCOMES[self.task_success]}, frames repeated: "
+                 + ", ".join(f"{camera} {n}" for camera, n in self.pairer.repeated.items()))
         response.success = not errors
         response.message = "; ".join([*map(str, paths), audit, *errors])
         if rate < 0.8 * self.contract.fps:
@@ -234,6 +236,7 @@ class RecorderNode(ManagedNode):
             return OK, "idle", values
         values |= {"frames": self.writers[0].frames, "dropped": max(w.dropped for w in self.writers),
                    "unpaired_commands": self.pairer.unpaired,
+                   **{f"{camera}_frames_repeated": n for camera, n in self.pairer.repeated.items()},
                    "queue_depth": max(w.queue_depth for w in self.writers), **rate_values({"recorded": self.recorded}, now)}
         slow = [name for name, meter in self.rates.items() if now - self.t0 > 2 and meter.rate(now) < 0.8 * self.contract.fps]
         if slow:

@@ -83,6 +83,7 @@ class PickPlaceExpert:
         self.ik = TopDownIK(scene.model)
         self.goal = GOAL
         self.plan = np.empty((0, len(contract.joints)))
+        self.jaw = np.zeros(3)  # the plan's closing direction, fixed to moving jaw (horizontal)
         self._first_step: int | None = None
 
     def reset(self) -> None:
@@ -126,7 +127,7 @@ class PickPlaceExpert:
         cube, yaw = self.scene.cube_pose()
         start, _ = self.scene.joint_state()
         grasp = cube + [0.0, 0.0, GRASP_ABOVE_CENTRE]
-        jaw = self._grasp_jaw(grasp, yaw, start[:5])
+        self.jaw = jaw = self._grasp_jaw(grasp, yaw, start[:5])
         place = self.place_at(grasp)
         up = np.array([0.0, 0.0, HOVER])
         lift = np.array([0.0, 0.0, CARRY])
