@@ -73,10 +73,19 @@ def grasps(folder: Path, contract, ik: TopDownIK) -> dict:
                      "cube_cm": (100 * cube).round(2).tolist(),
                      "measured_cm": (100 * (ik.grasp_point(qpos[t, :5]) - cube)).round(2).tolist(),
                      "commanded_cm": (100 * (ik.grasp_point(action[t, :5]) - cube)).round(2).tolist(),
+                     "cube_toward_moving_jaw_cm": round(float(100 * cube_along_jaws(ik, qpos[t, :5], cube)), 2),
                      "wrist_roll_deg": round(float(np.degrees(action[t, 4])), 1),
                      "expert_roll_deg": round(expert_roll(contract, scene), 1),
                      "seconds": round(t / contract.fps, 2)})
     return summary(rows, never)
+
+
+def cube_along_jaws(ik: TopDownIK, q: np.ndarray, cube: np.ndarray) -> float:
+    """Where the cube lies from the grasp point along the gripper's own jaw line (m, horizontal; +:
+    toward the moving jaw): the expert's grasp survives 0..+2 cm but not 5 mm toward the fixed
+    jaw (bench/grasp_tolerance.py)."""
+    jaw = ik.jaw_axis(q)[:2]
+    return float((cube - ik.grasp_point(q))[:2] @ (jaw / np.linalg.norm(jaw)))
 
 
 def expert_roll(contract, scene) -> float:
@@ -111,6 +120,14 @@ def summary(rows: list[dict], never: list[int]) -> dict:
             fixed = min(np.arange(-45.0, 45.0), key=lambda c: off_quarter_turn(need, c).mean())
             out["roll_off_the_cube_deg"] = {"model": round(float(off_quarter_turn(roll, need).mean()), 1),
                                             "best_fixed_roll": round(float(off_quarter_turn(need, fixed).mean()), 1)}
+        if all("cube_toward_moving_jaw_cm" in r for r in rows):
+            fixed_side = [r for r in rows if r["cube_toward_moving_jaw_cm"] < -0.3]
+            out["cube_toward_moving_jaw_cm"] = {
+                "mean": round(float(np.mean([r["cube_toward_moving_jaw_cm"] for r in rows])), 2),
+                "closes_over_3mm_toward_the_fixed_jaw": len(fixed_side),
+                "of_them_succeeded": int(sum(r["success"] is True for r in fixed_side)),
+                "other_closes_succeeded": f"{sum(r['success'] is True for r in rows if r not in fixed_side)}"
+                                          f"/{len(rows) - len(fixed_side)}"}
         if len(rows) > 2:
             out["commanded_vs_cube"] = {axis: follows(cubes[:, i], commanded[:, i]) for i, axis in enumerate("xy")}
     return out | {"per_episode": rows}

@@ -56,6 +56,10 @@ class TopDownIK:
     def grasp_point(self, q: np.ndarray) -> np.ndarray:
         return self._pose(q)[0]
 
+    def jaw_axis(self, q: np.ndarray) -> np.ndarray:
+        """The direction from the fixed to the moving jaw at arm joints `q` (world, unit)."""
+        return self._pose(q)[1][:, 2]
+
     def solve(self, target: np.ndarray, jaw: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, float, float]:
         """Arm joints (ARM_JOINTS order), the position error left (m) and the orientation error (rad).
 
