@@ -77,10 +77,11 @@ def test_ik_reaches_the_workspace_top_down(scene):
     for x, y in [(0.16, -0.1), (0.25, 0.04), (0.2, 0.13)]:
         for jaw in (np.array([0.0, 1.0, 0.0]), np.array([-0.6, 0.8, 0.0])):
             # either side of the cube: one of the two is within wrist_roll's range
-            q, miss, tilt = min((ik.solve(np.array([x, y, 0.035]), side, np.zeros(5)) for side in (jaw, -jaw)),
-                                key=lambda r: r[1])
+            (q, miss, tilt), side = min(((ik.solve(np.array([x, y, 0.035]), side, np.zeros(5)), side)
+                                         for side in (jaw, -jaw)), key=lambda r: r[0][1])
             assert miss < 1e-3 and tilt < 0.02
             assert np.allclose(ik.grasp_point(q), [x, y, 0.035], atol=1e-3)
+            assert ik.jaw_axis(q) @ side > 0.99  # the jaws close the way they were asked to
 
 
 def test_a_goal_out_of_reach_is_one_clear_error(scene, contract):
