@@ -34,9 +34,12 @@ def successes(contract, world: SimScene, mirror: SimScene, seeds: range, directi
     for seed in seeds:
         world.reset(seed)
         mirror.reset(seed)
-        expert.reset()  # the plan for the true cube: where its jaws close
         pose = world.cube_qpos()
-        axis = pose[:2] / np.hypot(*pose[:2]) if direction in ("radial", "tangential") else expert.jaw[:2]
+        if direction in ("radial", "tangential"):
+            axis = pose[:2] / np.hypot(*pose[:2])
+        else:
+            expert.reset()  # the plan for the true cube: where its jaws close
+            axis = expert.jaw[:2]
         if direction in ("tangential", "across_jaw"):
             axis = np.array([-axis[1], axis[0]])
         pose[:2] -= metres * axis  # the expert believes the cube there; the true one is +metres from it

@@ -121,13 +121,14 @@ def summary(rows: list[dict], never: list[int]) -> dict:
             out["roll_off_the_cube_deg"] = {"model": round(float(off_quarter_turn(roll, need).mean()), 1),
                                             "best_fixed_roll": round(float(off_quarter_turn(need, fixed).mean()), 1)}
         if all("cube_toward_moving_jaw_cm" in r for r in rows):
-            fixed_side = [r for r in rows if r["cube_toward_moving_jaw_cm"] < -0.3]
+            along = np.array([r["cube_toward_moving_jaw_cm"] for r in rows])
+            won = np.array([r["success"] is True for r in rows])
+            fixed_side = along < -0.3
             out["cube_toward_moving_jaw_cm"] = {
-                "mean": round(float(np.mean([r["cube_toward_moving_jaw_cm"] for r in rows])), 2),
-                "closes_over_3mm_toward_the_fixed_jaw": len(fixed_side),
-                "of_them_succeeded": int(sum(r["success"] is True for r in fixed_side)),
-                "other_closes_succeeded": f"{sum(r['success'] is True for r in rows if r not in fixed_side)}"
-                                          f"/{len(rows) - len(fixed_side)}"}
+                "mean": round(float(along.mean()), 2),
+                "closes_over_3mm_toward_the_fixed_jaw": int(fixed_side.sum()),
+                "of_them_succeeded": int(won[fixed_side].sum()),
+                "other_closes_succeeded": f"{int(won[~fixed_side].sum())}/{int((~fixed_side).sum())}"}
         if len(rows) > 2:
             out["commanded_vs_cube"] = {axis: follows(cubes[:, i], commanded[:, i]) for i, axis in enumerate("xy")}
     return out | {"per_episode": rows}
