@@ -128,6 +128,12 @@ class FeetechChain:
         self._conn.send(("late", seconds))
         self._conn.recv()
 
+    def repeat_next_ping(self) -> None:
+        """The next ping is answered twice, as when an earlier attempt's answer arrives late: the
+        SDK takes the second copy for the reply to the model-number read that follows the ping."""
+        self._conn.send(("repeat_ping",))
+        self._conn.recv()
+
 
 def _run_chain(ids: list[int], position: int, conn) -> None:
     # real servos answer within microseconds: on a loaded 2-core machine (a training run beside
@@ -152,6 +158,9 @@ def _run_chain(ids: list[int], position: int, conn) -> None:
         elif request[0] == "late":
             server.late = request[1]
             conn.send(True)
+        elif request[0] == "repeat_ping":
+            server.repeat_ping = True
+            conn.send(True)
     server.close()
 
 
@@ -167,6 +176,7 @@ class ChainServer:
         self._stop = threading.Event()
         self.packets = 0
         self.late = 0.0  # seconds to wait before answering the next sync read
+        self.repeat_ping = False  # answer the next ping twice
         self._thread = threading.Thread(target=self._serve, daemon=True, name="feetech-chain")
         self._thread.start()
 
@@ -205,6 +215,9 @@ class ChainServer:
         servo = self.servos.get(servo_id)
         if instruction == PING and servo:
             self._reply(servo_id)
+            if self.repeat_ping:
+                self.repeat_ping = False
+                self._reply(servo_id)
         elif instruction == READ and servo:
             self._reply(servo_id, servo.read(params[0], params[1]))
         elif instruction == WRITE and servo:

@@ -113,6 +113,19 @@ def test_a_late_reply_never_shifts_the_readings_that_follow(contract, calibratio
             arm.close()
 
 
+def test_a_stale_reply_at_connect_is_retried(contract, calibration):
+    """LeRobot's connect pings each motor and reads its model number; a reply to an earlier packet
+    still in the input is taken for that read's and the SDK fails inside itself (IndexError). The
+    driver reconnects — reopening the port empties its input — instead of failing the start."""
+    with FeetechChain(position=2048) as chain:
+        chain.repeat_next_ping()
+        arm = So101Arm(contract, chain.port, calibration)
+        try:
+            assert np.all(np.abs(arm.read().position[:5]) < 0.01)  # the servos' own positions
+        finally:
+            arm.close()
+
+
 def test_a_bad_pack_curve_is_one_clear_error():
     from nsm.arm.so101 import parse_pack_curve
 

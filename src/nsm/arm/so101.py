@@ -81,12 +81,15 @@ class So101Arm:
         """Handshake (every motor answers), PID and limits configured. LeRobot reads the
         calibration registers once each without retrying, and its motor check pings once; one
         lost status packet (a busy host, a noisy bus) would fail the whole start, so the
-        connect is retried — a motor that is really silent fails all attempts (~1 s more)."""
+        connect is retried — a motor that is really silent fails all attempts (~1 s more).
+        A late reply to an earlier packet is taken for the next one's (the SDK never drains its
+        input) and the SDK fails inside itself with an IndexError; reopening the port empties
+        the input, so that too is retried."""
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             try:
                 self.robot.connect(calibrate=False)
                 return
-            except (ConnectionError, RuntimeError) as exc:
+            except (ConnectionError, RuntimeError, IndexError) as exc:
                 if self.bus.is_connected:
                     self.bus.disconnect(disable_torque=False)
                 if attempt == CONNECT_ATTEMPTS:
