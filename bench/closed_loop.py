@@ -172,7 +172,7 @@ def earlier(model: Path, differs: str) -> tuple[dict, list]:
         rows[str(Path(old["training"]["model"]).parent)] = {
             "differs": differs, "measured_by": {k: record[k] for k in ("command", "date", "machine")},
             **{k: v for k, v in old.items() if k in ("training", "success_vs_steps", "policy", "latency_on_recorded_frames",
-                                                     "through_nodes", "runtime_variants")}}
+                                                     "through_nodes", "runtime_variants", "both_seed_sets")}}
     return rows, record.get("added", [])
 
 
