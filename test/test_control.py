@@ -124,10 +124,13 @@ def test_the_newest_periods_can_be_read_while_the_loop_appends(contract):
     sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows within a fraction of a second
     writer = threading.Thread(target=append)
     writer.start()
-    reads, deadline = [], time.monotonic() + 0.5
+    reads = []
     try:
+        while not loop.periods:  # a loaded machine may not have run the writer yet
+            time.sleep(0.001)
+        deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:
-            before = loop.periods[-1] if loop.periods else -1.0
+            before = loop.periods[-1]
             recent = loop.newest_periods(300)
             reads.append((before, recent, loop.periods[-1]))
     finally:
