@@ -51,6 +51,11 @@ LEROBOT = "lerobot predict_action_chunk (torch)"
 MORE_SEED = 2000  # the second held-out set: collection uses 0.., the headline evaluation 1000..
 
 
+def second_set(work: Path) -> Path:
+    """Where a work folder's final model is evaluated on the second held-out set."""
+    return work / f"eval-onnxruntime-seed{MORE_SEED}"
+
+
 def pooled(evals: list[dict]) -> dict:
     """Several evaluations of one model on disjoint seed sets, as one success rate."""
     wins, n = sum(e["successes"] for e in evals), sum(e["episodes"] for e in evals)
@@ -137,7 +142,7 @@ def ablations(specs: list[str]) -> dict:
         train = json.loads((other / "act" / "training" / "train.json").read_text())
         cfg = json.loads((other / "act" / "train_config.json").read_text())  # what lerobot-train ran with
         e = json.loads((other / "eval-onnxruntime" / "eval.json").read_text())
-        more = other / f"eval-onnxruntime-seed{MORE_SEED}" / "eval.json"
+        more = second_set(other) / "eval.json"
         found[str(other)] = {
             "differs": differs or "the training recipe (below)", "training": train,
             "augmentation": cfg["dataset"]["image_transforms"]["enable"],
@@ -246,8 +251,7 @@ def main() -> None:
     # torch (LeRobot's own call) is the same network within 1e-5 (the parity test): its speed is
     # compared below, its success rate would repeat ONNX Runtime's
     results["policy"] = {b: evaluate(model, b, args.eval, args.work / f"eval-{b}") for b in ("onnxruntime", "onnxruntime-int8")}
-    more = evaluate(model, "onnxruntime", args.more_seeds, args.work / f"eval-onnxruntime-seed{MORE_SEED}",
-                    seed=MORE_SEED)
+    more = evaluate(model, "onnxruntime", args.more_seeds, second_set(args.work), seed=MORE_SEED)
     results["both_seed_sets"] = {"onnxruntime": pooled([results["policy"]["onnxruntime"], more])}
     results["latency_on_recorded_frames"] = latency(model, episodes, args.calls)
     if args.ros:
