@@ -39,6 +39,8 @@ from nsm.policy.model_dir import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
 # The lr stays constant (ACT's preset): annealing it to 0 over 12000 steps (LeRobot's
 # cosine_annealing_with_warmup) lowered the final loss from 0.088 to 0.073 but succeeded on
 # 0/20 held-out seeds against 4/20 — measured in bench/results/closed_loop.json (ablations).
+# 8000 steps (~4 epochs of 50 demonstrations): 12000 lowered the loss (0.104 -> 0.088) and succeeded on 6/40
+# held-out seeds against 17/40 (ablation /work/runs29), so more steps are not the missing lever here.
 RANDOM_SHIFT = ('{"shift": {"weight": 1.0, "type": "RandomAffine", '
                 '"kwargs": {"degrees": [0.0, 0.0], "translate": [0.06, 0.06]}}}')
 # Noise on the training joint states (rad, sd per joint; `nsm train --state-noise`,
