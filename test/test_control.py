@@ -126,8 +126,10 @@ def test_the_newest_periods_can_be_read_while_the_loop_appends(contract):
     writer.start()
     reads = []
     try:
-        while not loop.periods:  # a loaded machine may not have run the writer yet
+        wait_until = time.monotonic() + 10.0  # a loaded machine may not have run the writer yet
+        while not loop.periods and time.monotonic() < wait_until:
             time.sleep(0.001)
+        assert loop.periods, "the writer thread appended nothing in 10 s"
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:
             before = loop.periods[-1]
