@@ -70,6 +70,20 @@ def test_hdf5_to_bag_to_hdf5_keeps_every_frame_and_chunk(contract, tmp_path, ima
             assert abs(x.observed - y.observed) < 1e-6 and abs(x.arrived - y.arrived) < 1e-6
 
 
+def test_a_late_first_tick_keeps_every_frame(contract, tmp_path):
+    """A loop's first tick often runs late (imports, first render): the episode then spans a
+    few ms less than its control slots, and resampling must still give one frame per slot."""
+    original = synthetic_episode(tmp_path / "in" / "episode_0.hdf5", contract, FRAMES)
+    with h5py.File(original, "r+") as f:
+        f["timestamp"][0] += 0.008  # a quarter period late; the rest on time
+    result = CliRunner().invoke(app, ["dataset", "to-bag", str(original), "--out", str(tmp_path / "bags")])
+    assert result.exit_code == 0, result.output
+    back = bag_to_hdf5(tmp_path / "bags" / "episode_0", tmp_path / "back" / "episode_0.hdf5")
+    assert back.frames == FRAMES and back.skipped_ticks == 0
+    with h5py.File(original) as a, h5py.File(back.path) as b:
+        assert np.array_equal(a["action"][:], b["action"][:])  # each slot took its own frame
+
+
 def test_bag_to_hdf5_to_bag_gives_the_same_messages(contract, tmp_path):
     recorded = synthetic_episode(tmp_path / "in" / "episode_0.hdf5", contract, FRAMES)
     assert CliRunner().invoke(app, ["dataset", "to-bag", str(recorded), "--out", str(tmp_path / "bags"),

@@ -24,6 +24,7 @@ LOAD_FULL_SCALE = 1000.0  # Present_Load is in 0.1 % of the stall torque
 VOLTS_PER_UNIT = 0.1  # Present_Voltage is in 0.1 V
 PLAUSIBLE_VOLTS = (4.0, 16.0)  # an answering STS3215 is powered within this; outside it is a misread
 CONNECT_ATTEMPTS = 3
+CONNECT_SETTLE_S = 0.2  # before a retry: late replies land, then the reopen flushes them
 TORQUE_RETRIES = 5
 
 
@@ -81,10 +82,11 @@ class So101Arm:
         """Handshake (every motor answers), PID and limits configured. LeRobot reads the
         calibration registers once each without retrying, and its motor check pings once; one
         lost status packet (a busy host, a noisy bus) would fail the whole start, so the
-        connect is retried — a motor that is really silent fails all attempts (~1 s more).
+        connect is retried — a motor that is really silent fails all attempts (~2 s more).
         A late reply to an earlier packet is taken for the next one's (the SDK never drains its
-        input) and the SDK fails inside itself with an IndexError; reopening the port empties
-        the input, so that too is retried."""
+        input) and the SDK fails inside itself with an IndexError; pyserial empties the input
+        when it opens the port, so a retry first waits for late replies to land (without the
+        pause, a reply still on its way can poison the next attempt as well)."""
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             try:
                 self.robot.connect(calibrate=False)
@@ -94,6 +96,7 @@ class So101Arm:
                     self.bus.disconnect(disable_torque=False)
                 if attempt == CONNECT_ATTEMPTS:
                     raise NsmError(f"SO-101 on {port}: {exc}") from None
+                time.sleep(CONNECT_SETTLE_S * attempt)
 
     def _to_contract(self, values: dict[str, float]) -> np.ndarray:
         position = np.radians([values[name] for name in LEROBOT_JOINTS[:-1]])

@@ -3,7 +3,7 @@ control rate; any episode (HDF5, LeRobotDataset) -> a bag with the topics nsm's 
 
 Bags hold each stream at its own rate and jitter (cameras slower than the arm, messages
 late). The episode is resampled on a fixed clock at the contract's fps, from the first to
-the last `joint_states`: every tick takes the nearest message of each stream by header
+the last `joint_states` (rounded to whole periods): every tick takes the nearest message of each stream by header
 stamp. A tick where some stream's nearest message is further than `max_skew` seconds is
 left out and counted (a camera that stalled must not be papered over with a stale
 frame). The robot contract comes from the bag's `robot_contract.yaml` (nsm writes it) or
@@ -146,7 +146,10 @@ def bag_to_hdf5(bag: Path, out: Path, contract: RobotContract | None = None, max
                            f"{spec.width}x{spec.height}; record at the contract's size or give a matching contract")
     state_stamps = streams["joint_states"][0]
     period_ns = int(round(1e9 / contract.fps))
-    ticks = range(int(state_stamps[0]), int(state_stamps[-1]) + 1, period_ns)
+    # whole control slots from the first to the last joint_states: a loop whose first tick
+    # ran a few ms late spans a little less than its slots, and must not lose its last frame
+    slots = int(round((int(state_stamps[-1]) - int(state_stamps[0])) / period_ns)) + 1
+    ticks = range(int(state_stamps[0]), int(state_stamps[0]) + slots * period_ns, period_ns)
     episode = _episode_yaml(bag)
     writer = Hdf5EpisodeWriter(out, contract, cameras, sim=bool(episode.get("sim", False)),
                                policy=policy or str(episode.get("policy", "")), queue_size=len(ticks) + 1)
