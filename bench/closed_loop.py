@@ -132,6 +132,24 @@ def latency(model: Path, episodes: Path, calls: int) -> dict:
     return out
 
 
+def int8_again(work: Path, episodes: int, calls: int) -> dict:
+    """A work folder's model (collect/ and act/ as this script lays them out) exported to int8
+    again by today's export, judged as the main run judges it: success beside fp32 on the
+    eval seeds, and latency side by side with LeRobot's call. For when the export changes
+    after the headline model's folder is gone."""
+    from nsm.policy.quantize import quantize_int8
+
+    model, recorded = work / "act", work / "collect" / "episodes"
+    quantize_int8(PolicyDir(model), recorded)  # replaces an earlier export's file
+    shutil.rmtree(work / "eval-onnxruntime-int8", ignore_errors=True)
+    policy = {b: evaluate(model, b, episodes, work / f"eval-{b}") for b in ("onnxruntime", "onnxruntime-int8")}
+    keep = ("successes", "episodes", "success_rate", "wilson95", "seeds")
+    return {"int8_format": json.loads((model / "onnx" / "int8.json").read_text())["format"],
+            "training": json.loads((model / "training" / "train.json").read_text()),
+            "policy": {b: {k: e[k] for k in keep} for b, e in policy.items()},
+            "latency_on_recorded_frames": latency(model, recorded, calls)}
+
+
 def ablations(specs: list[str]) -> dict:
     """FOLDER[=WHAT DIFFERS] -> its training (train.json, lerobot-train's config), ONNX Runtime
     evaluation and, where FOLDER/eval-nodes holds one (`nsm eval --ros`), its run through the nodes."""
@@ -204,7 +222,15 @@ def main() -> None:
     parser.add_argument("--add", action="store_true",
                         help="only add the --ablation folders to the committed bench/results/closed_loop.json "
                              "(the main run's work folder may be gone; its command stays, this one is recorded)")
+    parser.add_argument("--int8-again", type=Path, metavar="WORK",
+                        help="only export WORK's model to int8 again with today's export, evaluate it beside fp32 "
+                             "and time both; added to the committed result under int8_again")
     args = parser.parse_args()
+    if args.int8_again:
+        entry = {str(args.int8_again): int8_again(args.int8_again, args.eval, args.calls)}
+        print(json.dumps(entry, indent=1))
+        print(f"wrote {add_to_result('closed_loop', entry, 'int8_again')}")
+        return
     if args.add:
         if not args.ablation:
             parser.error("--add needs the folders to add: --ablation W=what differs")
