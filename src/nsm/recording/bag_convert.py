@@ -3,11 +3,11 @@ control rate; any episode (HDF5, LeRobotDataset) -> a bag with the topics nsm's 
 
 Bags hold each stream at its own rate and jitter (cameras slower than the arm, messages
 late). The episode is resampled on a fixed clock at the contract's fps, from the first to
-the last `joint_states` (rounded to whole periods): every tick takes the nearest message of each stream by header
-stamp. A tick where some stream's nearest message is further than `max_skew` seconds is
-left out and counted (a camera that stalled must not be papered over with a stale
-frame). The robot contract comes from the bag's `robot_contract.yaml` (nsm writes it) or
-is given; joint names in the messages must match it.
+the last `joint_states` (rounded to whole periods): every tick takes the nearest message of
+each stream by header stamp. A tick where some stream's nearest message is further than
+`max_skew` seconds is left out and counted (a camera that stalled must not be papered over
+with a stale frame). The robot contract comes from the bag's `robot_contract.yaml` (nsm
+writes it) or is given; joint names in the messages must match it.
 """
 from dataclasses import dataclass
 from pathlib import Path
