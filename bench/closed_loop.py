@@ -49,6 +49,7 @@ ANCHORS = {"ACT, sim transfer-cube, 50 scripted demos (ACT repository README)": 
            "LeRobot ACT, aloha transfer-cube (model card)": 0.876}
 LEROBOT = "lerobot predict_action_chunk (torch)"
 MORE_SEED = 2000  # the second held-out set: collection uses 0.., the headline evaluation 1000..
+SCORE = ("successes", "episodes", "success_rate", "wilson95", "seeds")  # an evaluation's score, as reported
 
 
 def second_set(work: Path) -> Path:
@@ -143,10 +144,9 @@ def int8_again(work: Path, episodes: int, calls: int) -> dict:
     quantize_int8(PolicyDir(model), recorded)  # replaces an earlier export's file
     shutil.rmtree(work / "eval-onnxruntime-int8", ignore_errors=True)
     policy = {b: evaluate(model, b, episodes, work / f"eval-{b}") for b in ("onnxruntime", "onnxruntime-int8")}
-    keep = ("successes", "episodes", "success_rate", "wilson95", "seeds")
     return {"int8_format": json.loads((model / "onnx" / "int8.json").read_text())["format"],
             "training": json.loads((model / "training" / "train.json").read_text()),
-            "policy": {b: {k: e[k] for k in keep} for b, e in policy.items()},
+            "policy": {b: {k: e[k] for k in SCORE} for b, e in policy.items()},
             "latency_on_recorded_frames": latency(model, recorded, calls)}
 
 
@@ -169,7 +169,7 @@ def ablations(specs: list[str]) -> dict:
             "backbone_norm": train.get("backbone_norm", "frozen (LeRobot's, never fitted: the identity)"),
             "image_input": (json.loads((other / "act" / IMAGE_INPUT_FILE).read_text())
                             if (other / "act" / IMAGE_INPUT_FILE).is_file() else "the cameras' own size"),
-            "onnxruntime": {k: e[k] for k in ("successes", "episodes", "success_rate", "wilson95", "seeds")}}
+            "onnxruntime": {k: e[k] for k in SCORE}}
         if more.is_file():
             found[str(other)]["onnxruntime_both_seed_sets"] = pooled([e, json.loads(more.read_text())])
         nodes = other / "eval-nodes" / "eval_nodes.json"
