@@ -267,3 +267,50 @@ def test_the_loss_curve_counts_steps_from_the_log_not_lerobots_rounded_step():
     assert float(LOG_LINE.search(line)["loss"]) == 0.286
     assert LOG_LINE.search("INFO step:2K l1_loss:0.145 kld_loss:0.014") is None
     assert (log_freq(8000), log_freq(4), log_freq(100_000)) == (100, 1, 100)
+
+
+def test_a_killed_training_resumes_from_its_last_checkpoint(dataset, tmp_path):
+    """`nsm train` SIGKILLed after its first checkpoint (every quarter of the steps), then
+    `nsm train --resume`: LeRobot continues from that checkpoint's step (not from 0: the
+    resumed log has only the remaining steps), the loss curve holds every step once, and the
+    policy folder is left as by a run that never stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from nsm.policy.train import LOG_LINE
+
+    out, steps = tmp_path / "act", 20  # a checkpoint every 5 steps, the loss logged every step
+    nsm = [sys.executable, "-m", "nsm.cli", "train", "--out", str(out)]
+    first = subprocess.Popen([*nsm, "--dataset", str(dataset), "--steps", str(steps), "--batch-size", "2",
+                              "--device", "cpu"], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = out / "training" / "checkpoints" / "last"
+    deadline = time.monotonic() + 300
+    while not last.is_dir() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)  # nsm train and lerobot-train, as a lost shell would
+    first.wait()
+    done = json.loads((last / "training_state" / "training_step.json").read_text())["step"]
+    assert done < steps and not (out / "model.safetensors").exists()
+    logged_before = len(LOG_LINE.findall((out / "lerobot_train.log").read_text()))
+
+    r = subprocess.run([*nsm, "--resume"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"trained ACT for {steps} steps" in r.stdout
+    training = out / "training"
+    resumed = len(LOG_LINE.findall((training / "lerobot_train.log").read_text())) - logged_before
+    assert resumed == steps - done  # lerobot-train went on from the checkpoint
+    curve = (training / "loss.csv").read_text().splitlines()[1:]
+    assert [int(row.split(",")[0]) for row in curve] == list(range(1, steps + 1))
+    assert {k: json.loads((training / "train.json").read_text())[k] for k in ("steps", "resumed_at_steps")} == {
+        "steps": steps, "resumed_at_steps": [done]}
+    assert json.loads((last / "training_state" / "training_step.json").read_text())["step"] == steps
+    assert PolicyDir(out).features.policy_type == "act"
+
+    again = subprocess.run([*nsm, "--resume"], capture_output=True, text=True)
+    assert again.returncode == 2 and "finished training" in again.stdout + again.stderr
+    neither = subprocess.run(nsm[:-2] + ["--out", str(tmp_path / "new")], capture_output=True, text=True)
+    assert neither.returncode == 2 and "--dataset" in neither.stdout + neither.stderr

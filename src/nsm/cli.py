@@ -639,8 +639,9 @@ def worker(
 
 @app.command()
 def train(
-    dataset: Annotated[Path, typer.Option(help="LeRobotDataset folder (e.g. runs/collect/lerobot from `nsm sim collect`).")],
     out: Annotated[Path, typer.Option(help="New folder for the trained policy (LeRobot layout) and training/ logs.")],
+    dataset: Annotated[Path | None, typer.Option(help="LeRobotDataset folder (e.g. runs/collect/lerobot from "
+                                                      "`nsm sim collect`).")] = None,
     repo_id: Annotated[str, typer.Option(help="The dataset's repo_id (as given when it was made).")] = "local/nsm_sim_pick_place",
     preset: Annotated[str, typer.Option(help="cpu: small transformer, chunk 30, lr 1e-4, random-shift "
                                              "augmentation, 8000 steps (~1 h on 2 cores at 96x128); full: LeRobot's "
@@ -655,6 +656,9 @@ def train(
                                                            "state, the actions left as recorded, so the policy takes "
                                                            "its target from the images instead of copying the state "
                                                            "(default: the preset's; 0: none).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue OUT's run that stopped (interrupted, killed, "
+                                                          "crashed) from its last checkpoint (saved every quarter of "
+                                                          "the steps), with the settings it was started with.")] = False,
 ) -> None:
     """Train ACT on a LeRobotDataset with LeRobot's own training script (`lerobot-train`), offline.
 
@@ -664,15 +668,23 @@ def train(
     learns while training (LeRobot freezes it, right only for ImageNet weights); the model
     is LeRobot's ACT as saved, loadable by LeRobot itself.
     """
-    from nsm.policy.train import train_act
+    from nsm.policy.train import resume_act, train_act
 
     with one_line_errors():
+        if resume == (dataset is not None):
+            raise NsmError("give --dataset to start a run, or --resume (without --dataset) to continue OUT's run")
         with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps, loss {task.fields[loss]}"),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task("train", total=steps, loss="-")
-            result = train_act(dataset, out, repo_id, preset, steps, batch_size, device, seed, workers,
-                               lambda s, total, loss: progress.update(task, completed=s, total=total, loss=f"{loss:.3f}"),
-                               robot, state_noise)
+
+            def follow(step: int, total: int, loss: float) -> None:
+                progress.update(task, completed=step, total=total, loss=f"{loss:.3f}")
+
+            if resume:
+                result = resume_act(out, follow)
+            else:
+                result = train_act(dataset, out, repo_id, preset, steps, batch_size, device, seed, workers, follow,
+                                   robot, state_noise)
     Console().print(f"trained ACT for {result.steps} steps in {result.seconds / 60:.1f} min on {result.device} "
                     f"({result.dataset_episodes} episodes, {result.dataset_frames} frames), final loss "
                     f"{result.final_loss:.3f}: {result.model} (loss curve: {result.model / 'training' / 'loss.png'})")

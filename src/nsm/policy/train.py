@@ -66,6 +66,8 @@ BACKBONE_NORM = "trained"
 # lerobot-train logs `step:2K ... loss:0.286` every log_freq steps; its step is rounded
 # (format_big_number: 1500-2499 all read "2K"), so the step is counted from the log lines
 LOG_LINE = re.compile(r"step:\S+ .*?\bloss:(?P<loss>[0-9.]+)")
+LOG_FILE = "lerobot_train.log"
+RUN_FILE = "nsm_train_run.json"  # how the run was started: what `nsm train --resume` continues with
 
 
 @dataclass
@@ -148,57 +150,97 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
     if preset not in PRESETS:
         raise NsmError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
     if out.exists() and any(out.iterdir()):
-        raise NsmError(f"{out} is not empty; choose a new folder for the model")
+        raise NsmError(f"{out} is not empty; choose a new folder for the model (or `nsm train --resume --out {out}` "
+                       "to continue a run that stopped)")
     meta = dataset_features(dataset, repo_id, load_contract(robot))
-    steps = steps or PRESETS[preset]["steps"]
-    batch_size = batch_size or PRESETS[preset]["batch_size"]
     if state_noise is None:
         state_noise = PRESETS[preset].get("state_noise", 0.0)
     if state_noise < 0:
         raise NsmError(f"--state-noise {state_noise} is negative; give the noise's sd in rad (0: none)")
-    device = pick_device(device)
-    run_dir = out / "training"
-    args = lerobot_train_args(dataset, repo_id, run_dir, preset, steps, batch_size, device, seed, num_workers,
-                              state_noise)
+    run = {"dataset": str(dataset), "repo_id": repo_id, "preset": preset,
+           "steps": steps or PRESETS[preset]["steps"], "batch_size": batch_size or PRESETS[preset]["batch_size"],
+           "device": pick_device(device), "seed": seed, "num_workers": num_workers, "state_noise_rad": state_noise}
+    args = lerobot_train_args(dataset, repo_id, out / "training", preset, run["steps"], run["batch_size"],
+                              run["device"], seed, num_workers, state_noise)
     out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_FILE).write_text(json.dumps(run, indent=2))
+    return _run_lerobot_train(out, run, args, meta, [], on_progress)
+
+
+def resume_act(out: Path, on_progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
+    """Continue `out`'s interrupted `nsm train` from its last checkpoint (LeRobot's `--resume`:
+    weights, optimizer, step and RNG state), with the settings it was started with; the loss
+    curve keeps the logged points up to that checkpoint."""
+    if (out / "training" / "train.json").is_file():
+        raise NsmError(f"{out} finished training; to train more, start a new folder with `nsm train`")
+    if not (out / RUN_FILE).is_file():
+        raise NsmError(f"{out} holds no run started by `nsm train` (no {RUN_FILE}); start one with `nsm train`")
+    run = json.loads((out / RUN_FILE).read_text())
+    last = out / "training" / "checkpoints" / "last"
+    if not last.is_dir():
+        raise NsmError(f"{out}'s run stopped before its first checkpoint (every {max(1, run['steps'] // 4)} steps); "
+                       f"nothing to resume: remove {out} and run `nsm train` again")
+    done = json.loads((last / "training_state" / "training_step.json").read_text())["step"]
+    logged = (out / LOG_FILE).read_text().splitlines(keepends=True) if (out / LOG_FILE).is_file() else []
+    losses = _losses(logged, run["steps"])[:done // log_freq(run["steps"])]
+    run["resumed_at_steps"] = [*run.get("resumed_at_steps", []), done]  # train.json: seconds since the last one
+    meta = dataset_features(Path(run["dataset"]), run["repo_id"])
+    args = [f"--config_path={last / 'pretrained_model' / 'train_config.json'}", "--resume=true"]
+    if run["state_noise_rad"]:
+        args.append(f"{NOISE_ARG}{run['state_noise_rad']}")
+    return _run_lerobot_train(out, run, args, meta, losses, on_progress)
+
+
+def _run_lerobot_train(out: Path, run: dict, args: list[str], meta, losses: list[tuple[int, float]],
+                       on_progress: Callable[[int, int, float], None] | None) -> TrainResult:
+    """Run lerobot-train with `args`, following its log (appended to `out/lerobot_train.log`)
+    from the step `losses` reached, then leave the policy folder and what was measured."""
+    steps, run_dir = run["steps"], out / "training"
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled",
                         "SVT_LOG": "1", "TQDM_DISABLE": "1"}
     started = time.monotonic()
-    losses: list[tuple[int, float]] = []
     log_lines: list[str] = []
-    log_path = out / "lerobot_train.log"  # written as it runs (`tail -f` it); moved into training/ at the end
-    with log_path.open("w") as log, subprocess.Popen(
+    log_path = out / LOG_FILE  # written as it runs (`tail -f` it); moved into training/ at the end
+    with log_path.open("a") as log, subprocess.Popen(
             [sys.executable, "-m", "nsm.policy.lerobot_train_main", *args], env=env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1) as proc:
         for line in proc.stdout:
             log.write(line)
             log.flush()
             log_lines.append(line)
-            if match := LOG_LINE.search(line):
-                step, loss = (len(losses) + 1) * log_freq(steps), float(match["loss"])
+            for step, loss in _losses([line], steps, len(losses)):
                 losses.append((step, loss))
                 if on_progress is not None:
                     on_progress(step, steps, loss)
     seconds = time.monotonic() - started
-    (out / "training").mkdir(exist_ok=True)
-    log_path.replace(out / "training" / "lerobot_train.log")
     if proc.returncode != 0:
         tail = "".join(log_lines[-15:])
-        raise NsmError(f"lerobot-train failed (exit {proc.returncode}); its log is in "
-                       f"{out / 'training' / 'lerobot_train.log'}:\n{tail}")
+        raise NsmError(f"lerobot-train failed (exit {proc.returncode}); its log is {log_path}:\n{tail}"
+                       f"(`nsm train --resume --out {out}` continues from the last checkpoint)")
+    log_path.replace(run_dir / LOG_FILE)
+    (out / RUN_FILE).replace(run_dir / RUN_FILE)
     trained = run_dir / "checkpoints" / "last" / "pretrained_model"
     for item in trained.iterdir():
         shutil.copy2(item, out / item.name)
+    dataset = Path(run["dataset"])
     if (dataset / "meta" / IMAGE_INPUT_FILE).is_file():  # the model takes the dataset's resize with it
         shutil.copy2(dataset / "meta" / IMAGE_INPUT_FILE, out / IMAGE_INPUT_FILE)
-    result = TrainResult(out, steps, seconds, losses[-1][1] if losses else float("nan"), device,
+    result = TrainResult(out, steps, seconds, losses[-1][1] if losses else float("nan"), run["device"],
                          meta.total_episodes, meta.total_frames)
     _write_curve(losses, run_dir)
-    (run_dir / "train.json").write_text(json.dumps(asdict(result) | {"model": str(out), "preset": preset,
-                                                                      "batch_size": batch_size,
+    (run_dir / "train.json").write_text(json.dumps(asdict(result) | {"model": str(out), "preset": run["preset"],
+                                                                      "batch_size": run["batch_size"],
                                                                       "backbone_norm": BACKBONE_NORM,
-                                                                      "state_noise_rad": state_noise}, indent=2))
+                                                                      "state_noise_rad": run["state_noise_rad"],
+                                                                      "resumed_at_steps": run.get("resumed_at_steps", [])},
+                                                   indent=2))
     return result
+
+
+def _losses(lines: list[str], steps: int, logged: int = 0) -> list[tuple[int, float]]:
+    """(step, loss) of lerobot-train's log lines among `lines`, the first being log point `logged` + 1."""
+    found = [float(m["loss"]) for line in lines if (m := LOG_LINE.search(line))]
+    return [((logged + i + 1) * log_freq(steps), loss) for i, loss in enumerate(found)]
 
 
 def log_freq(steps: int) -> int:
