@@ -16,7 +16,8 @@ stored twice. A size is held when p99 < 250 ms, nothing was spooled and nothing 
 A mode's ramp stops after the first size it does not hold.
 
 The robots' own CPU is on this machine too (on a fleet it is on the robots): the client
-processes' CPU seconds are reported beside the server's.
+processes' CPU seconds are reported beside the server's (its worker processes included) and
+PostgreSQL's, and all three per row made.
 
     .venv/bin/python bench/fleet.py [--workers 2] [--service 200,250,300,350,400] [--direct 200,300,400,500]
 
@@ -114,12 +115,33 @@ def client(robot_ids: list[str], target: str, spool: str, start_at: float, stop_
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of `pid`, of its children that exited (waited for) and of its live descendants
+    (the server's worker processes; PostgreSQL's backends, the direct fleet's closing as it ends)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:  # exited meanwhile: its time is in its parent's
+        return 0.0
+    own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    return own + sum(cpu_seconds(int(child)) for child in children)
+
+
+def postmaster_pid(db_url: str) -> int:
+    """The PostgreSQL server's process (on this machine): the parent of a backend."""
+    from sqlalchemy import text
+
+    from nsm.telemetry.db import make_engine
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        parent = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    engine.dispose()
+    return parent
 
 
 def run_fleet(mode: str, robots: int, target: str, db_url: str, seconds: float, processes: int, spool: Path,
-              server_pid: int | None) -> dict:
+              server_pid: int | None, pg_pid: int) -> dict:
     from sqlalchemy import text
 
     from nsm.telemetry.db import make_engine
@@ -131,6 +153,7 @@ def run_fleet(mode: str, robots: int, target: str, db_url: str, seconds: float, 
     start_at = time.time() + 6.0  # every client imported and its robots waiting
     stop_at = start_at + seconds
     server_cpu = cpu_seconds(server_pid) if server_pid else 0.0
+    pg_cpu = cpu_seconds(pg_pid)
     procs = [ctx.Process(target=client, args=(ids[i::processes], target, str(spool), start_at, stop_at, results))
              for i in range(processes)]
     for p in procs:
@@ -143,6 +166,7 @@ def run_fleet(mode: str, robots: int, target: str, db_url: str, seconds: float, 
     for p in procs:
         p.join()
     server_cpu = (cpu_seconds(server_pid) - server_cpu) if server_pid else None
+    pg_cpu = cpu_seconds(pg_pid) - pg_cpu
     engine = make_engine(db_url)
     with engine.connect() as conn:
         stored, distinct = conn.execute(text(
@@ -162,18 +186,21 @@ def run_fleet(mode: str, robots: int, target: str, db_url: str, seconds: float, 
            "spooled_rows": spooled, "lost_rows": lost, "duplicate_rows": stored - distinct,
            "rejected_rows": sum(r["rejected"] for r in reports),
            "client_cpu_s": round(client_cpu, 1), "server_cpu_s": round(server_cpu, 1) if server_cpu else None,
+           "postgres_cpu_s": round(pg_cpu, 1),
+           "cpu_us_per_row": round(1e6 * (client_cpu + (server_cpu or 0.0) + pg_cpu) / made, 1),
            "errors": sorted({r["error"] for r in reports if r["error"]})[:3]}
     row["held"] = p99 < P99_LIMIT_MS and spooled == 0 and lost == 0 and row["duplicate_rows"] == 0
     print(f"{mode:8s} {robots:4d} robots: {row['stored_rows_per_s']:7d} rows/s  ack p50 {row['ack_ms_p50']} "
-          f"p99 {row['ack_ms_p99']} ms  spooled {spooled}  lost {lost}  {'held' if row['held'] else 'NOT held'}"
+          f"p99 {row['ack_ms_p99']} ms  spooled {spooled}  lost {lost}  {'held' if row['held'] else 'NOT held'}  "
+          f"CPU s client {row['client_cpu_s']} server {row['server_cpu_s']} postgres {row['postgres_cpu_s']}"
           + (f"  ({row['errors'][0]})" if row["errors"] else ""), flush=True)
     return row
 
 
 def ramp(mode: str, sizes: list[int], target: str, db_url: str, args, spool: Path, server_pid: int | None) -> dict:
-    steps = []
+    steps, pg_pid = [], postmaster_pid(db_url)
     for robots in sizes:
-        steps.append(run_fleet(mode, robots, target, db_url, args.seconds, args.processes, spool, server_pid))
+        steps.append(run_fleet(mode, robots, target, db_url, args.seconds, args.processes, spool, server_pid, pg_pid))
         if not steps[-1]["held"]:
             break
     held = [s["robots"] for s in steps if s["held"]]
@@ -195,8 +222,7 @@ def main() -> None:
             db_url = fresh_database(dsn)
             service, url = start_service(db_url, TOKEN, "--workers", str(args.workers))
             try:
-                through = ramp("service", sizes["service"], url, db_url, args, spool,
-                               service.pid if args.workers == 1 else None)
+                through = ramp("service", sizes["service"], url, db_url, args, spool, service.pid)
             finally:
                 service.terminate()
                 service.wait()

@@ -104,6 +104,13 @@ def test_auth_validation_and_verbatim_storage(service):
     assert [(r.data_type, r.seq) for r in stored] == [("battery", 1), ("note", 2)]
     assert stored[1].payload == {"text": sqlish}
 
+    # a payload is stored as the JSON text sent: nesting as deep as the parser goes is stored, deeper is refused
+    deep, deeper = ('{"a":' + "[" * n + "]" * n + "}" for n in (1400, 5000))
+    body = '{"robot_id":"EP01","rows":[{"data_type":"note","seq":3,"payload":%s,"created_at":"%s"}]}'
+    assert post(svc.url, None, raw=(body % (deep, datetime.now(UTC).isoformat())).encode()).status_code == 200
+    assert post(svc.url, None, raw=(body % (deeper, datetime.now(UTC).isoformat())).encode()).status_code == 422
+    assert [r.seq for r in rows(db)] == [1, 2, 3]
+
 
 def test_robot_writer_keeps_every_row_through_a_service_restart(service, tmp_path, monkeypatch):
     svc, db = service
