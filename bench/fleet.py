@@ -114,11 +114,16 @@ def client(robot_ids: list[str], target: str, spool: str, start_at: float, stop_
     results.put((out, cpu.user + cpu.system))
 
 
+def proc_stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name (the state is [0], the parent [1])."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds of `pid`, of its children that exited (waited for) and of its live descendants
     (the server's worker processes; PostgreSQL's backends, the direct fleet's closing as it ends)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = proc_stat(pid)
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except FileNotFoundError:  # exited meanwhile: its time is in its parent's
         return 0.0
@@ -135,7 +140,7 @@ def postmaster_pid(db_url: str) -> int:
     engine = make_engine(db_url)
     with engine.connect() as conn:
         backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        parent = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        parent = int(proc_stat(backend)[1])
     engine.dispose()
     return parent
 

@@ -181,7 +181,7 @@ def resume_act(out: Path, on_progress: Callable[[int, int, float], None] | None 
         raise NsmError(f"{out}'s run stopped before its first checkpoint (every {max(1, run['steps'] // 4)} steps); "
                        f"nothing to resume: remove {out} and run `nsm train` again")
     done = json.loads((last / "training_state" / "training_step.json").read_text())["step"]
-    logged = (out / LOG_FILE).read_text().splitlines(keepends=True) if (out / LOG_FILE).is_file() else []
+    logged = (out / LOG_FILE).read_text().splitlines() if (out / LOG_FILE).is_file() else []
     losses = _losses(logged, run["steps"])[:done // log_freq(run["steps"])]
     run["resumed_at_steps"] = [*run.get("resumed_at_steps", []), done]  # train.json: seconds since the last one
     meta = dataset_features(Path(run["dataset"]), run["repo_id"])
