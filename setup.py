@@ -35,6 +35,7 @@ INSTALL_REQUIRES = [
     # its uvloop raised the p50 at 200 robots from 38 to 146-180 ms (bench/fleet.py)
     "httptools>=0.6,<1",
     "httpx>=0.27,<1",
+    "urllib3>=2,<3",
     "orjson>=3.10,<4",  # telemetry rows on the control path: 1 us per encode where json takes 8
     "pydantic>=2.7,<3",
     "msgspec>=0.18,<0.24",  # nsm serve: a batch decoded and checked in C, payloads kept as sent (3.6 us a row, 17 in pydantic)

@@ -145,6 +145,34 @@ def postmaster_pid(db_url: str) -> int:
     return parent
 
 
+def client_cost(url: str, posts: int = 300) -> dict:
+    """CPU a robot spends on one second of its telemetry (a 91-row batch) sent to `nsm serve`:
+    nsm's HttpSink (urllib3) and httpx.Client (the sink's client before), posts interleaved, the
+    body built the same way (sinks.ingest_body) — what each simulated robot of the ramp costs."""
+    import httpx
+
+    from nsm.telemetry.sinks import INGEST_PATH, HttpSink, ingest_body
+
+    os.environ["BACKEND_API_TOKEN"] = TOKEN
+    text, now = payloads(), datetime.now(UTC)
+    mix = [t for t, hz in RATES_HZ.items() for _ in range(int(hz))]
+    sink = HttpSink(url, None)
+    other = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    calls = {"nsm HttpSink (urllib3)": sink._write,
+             "httpx.Client": lambda batch: other.post(INGEST_PATH, content=ingest_body(batch)).raise_for_status()}
+    cpu = {name: [] for name in calls}
+    for i in range(10 + posts):
+        for k, (name, call) in enumerate(calls.items()):
+            robot_id, seq = f"COST-{k}", i * len(mix)
+            batch = [(robot_id, t, seq + j, text[t], now) for j, t in enumerate(mix)]
+            started = time.thread_time()
+            call(batch)
+            if i >= 10:
+                cpu[name].append(1e6 * (time.thread_time() - started))
+    other.close()
+    return {name: round(statistics.median(us)) for name, us in cpu.items()} | {"rows_per_post": len(mix)}
+
+
 def run_fleet(mode: str, robots: int, target: str, db_url: str, seconds: float, processes: int, spool: Path,
               server_pid: int | None, pg_pid: int) -> dict:
     from sqlalchemy import text
@@ -227,6 +255,8 @@ def main() -> None:
             db_url = fresh_database(dsn)
             service, url = start_service(db_url, TOKEN, "--workers", str(args.workers))
             try:
+                cost = client_cost(url)
+                print(f"client CPU us per 91-row post: {cost}", flush=True)
                 through = ramp("service", sizes["service"], url, db_url, args, spool, service.pid)
             finally:
                 service.terminate()
@@ -234,7 +264,7 @@ def main() -> None:
             direct = ramp("direct", sizes["direct"], db_url, db_url, args, spool, None)
     finally:
         shutil.rmtree(spool, ignore_errors=True)
-    results = {"service": through, "direct": direct,
+    results = {"service": through, "direct": direct, "client_cpu_us_per_post": cost,
                "fleet_ratio": round(through["largest_held"] / direct["largest_held"], 2)
                if direct["largest_held"] else None,
                "criteria": {"ack_p99_ms_below": P99_LIMIT_MS, "spooled_rows": 0, "lost_rows": 0},
