@@ -98,6 +98,32 @@ def test_training_items_get_a_noisy_joint_state_and_the_same_actions(dataset, mo
     assert json.loads((model / "training" / "train.json").read_text())["state_noise_rad"] == PRESETS["cpu"]["state_noise"]
 
 
+def test_training_can_start_the_backbone_from_given_weights(dataset, tmp_path):
+    """nsm.policy.lerobot_train_main --nsm-backbone (train_act's `backbone`): the run's ResNet starts
+    from the given weights (bench/backbone_pretrain.py's), not from scratch; recorded in train.json."""
+    import torch
+    import torchvision
+    from lerobot.policies.act.modeling_act import ACTPolicy
+    from safetensors.torch import save_file
+    from torch import nn
+    from torchvision.models._utils import IntermediateLayerGetter
+
+    torch.manual_seed(7)
+    given = IntermediateLayerGetter(torchvision.models.resnet18(weights=None, norm_layer=nn.BatchNorm2d),
+                                    return_layers={"layer4": "feature_map"}).state_dict()
+    given["conv1.weight"] += 1.0  # far from any fresh initialization
+    weights = tmp_path / "backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in given.items()}, weights)
+    train_act(dataset, tmp_path / "act", steps=2, batch_size=2, device="cpu", backbone=weights)
+    trained = ACTPolicy.from_pretrained(tmp_path / "act").model.backbone.state_dict()
+    moved = (trained["conv1.weight"] - given["conv1.weight"]).abs().max()
+    assert moved < 0.01  # two updates at lr 1e-4 from the given weights
+    assert trained["conv1.weight"].mean() > 0.9  # a fresh init's mean is ~0
+    assert json.loads((tmp_path / "act" / "training" / "train.json").read_text())["backbone"] == str(weights)
+    with pytest.raises(NsmError, match="not found"):
+        train_act(dataset, tmp_path / "other", steps=2, backbone=tmp_path / "missing.safetensors")
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_training_and_robot_paths_give_the_model_the_same_inputs_and_get_the_same_actions(collection, model, backend):
     """Train/serve parity on recorded frames, with the model's input (96x128) smaller than the

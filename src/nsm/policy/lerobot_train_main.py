@@ -1,4 +1,4 @@
-"""`lerobot-train` with two changes for a policy learned from scratch (run by `nsm train`).
+"""`lerobot-train` with three changes for a policy learned from scratch (run by `nsm train`).
 
 1. ACT's ResNet normalized while it learns. LeRobot's ACT builds its ResNet with
    `FrozenBatchNorm2d`: right for ImageNet weights, whose BatchNorm statistics come with
@@ -22,6 +22,7 @@ import sys
 from nsm.policy.model_dir import STATE_KEY
 
 NOISE_ARG = "--nsm-state-noise="
+BACKBONE_ARG = "--nsm-backbone="
 
 
 def add_state_noise(dataset_cls: type, sigma: float) -> None:
@@ -40,6 +41,21 @@ def add_state_noise(dataset_cls: type, sigma: float) -> None:
     dataset_cls.__getitem__ = noisy
 
 
+def start_backbone_from(train_module, path: str) -> None:
+    """Policies that `train_module.make_policy` creates from nothing get their backbone from `path`."""
+    from safetensors.torch import load_file
+
+    make_policy = train_module.make_policy
+
+    def with_backbone(cfg, *args, **kwargs):
+        policy = make_policy(cfg, *args, **kwargs)
+        if cfg.pretrained_path is None:
+            policy.model.backbone.load_state_dict(load_file(path))
+        return policy
+
+    train_module.make_policy = with_backbone
+
+
 def main() -> None:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.policies.act import modeling_act
@@ -47,11 +63,13 @@ def main() -> None:
     from torch import nn
 
     modeling_act.FrozenBatchNorm2d = nn.BatchNorm2d  # read when ACT builds its backbone
-    ours = [a for a in sys.argv[1:] if a.startswith(NOISE_ARG)]
-    sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if not a.startswith(NOISE_ARG))]
+    ours = [a for a in sys.argv[1:] if a.startswith((NOISE_ARG, BACKBONE_ARG))]
+    sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a not in ours)]
     for arg in ours:
-        if (sigma := float(arg.removeprefix(NOISE_ARG))) > 0:
+        if arg.startswith(NOISE_ARG) and (sigma := float(arg.removeprefix(NOISE_ARG))) > 0:
             add_state_noise(LeRobotDataset, sigma)
+        elif arg.startswith(BACKBONE_ARG):
+            start_backbone_from(lerobot_train, arg.removeprefix(BACKBONE_ARG))
     lerobot_train.main()
 
 

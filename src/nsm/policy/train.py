@@ -25,7 +25,7 @@ from nsm.errors import NsmError
 from nsm.policy.image_input import FILE as IMAGE_INPUT_FILE
 from nsm.policy.image_input import ImageInput
 from nsm.policy.init import SMALL
-from nsm.policy.lerobot_train_main import NOISE_ARG
+from nsm.policy.lerobot_train_main import BACKBONE_ARG, NOISE_ARG
 from nsm.policy.model_dir import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
 
 # `cpu`: a small transformer and 1 s chunks, trained within about an hour on a 2-core machine
@@ -144,9 +144,10 @@ def pick_device(device: str) -> str:
 def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place", preset: str = "cpu",
               steps: int | None = None, batch_size: int | None = None, device: str = "auto", seed: int = 1000,
               num_workers: int = 0, on_progress: Callable[[int, int, float], None] | None = None,
-              robot: str = "so101", state_noise: float | None = None) -> TrainResult:
+              robot: str = "so101", state_noise: float | None = None, backbone: Path | None = None) -> TrainResult:
     """Train ACT on `dataset` into the policy folder `out`; `on_progress(step, steps, loss)` per log line.
-    `state_noise` (rad): the sd of the noise put on the training joint states (default: the preset's)."""
+    `state_noise` (rad): the sd of the noise put on the training joint states (default: the preset's).
+    `backbone`: a safetensors file of ACT's ResNet weights to start from instead of from scratch."""
     if preset not in PRESETS:
         raise NsmError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
     if out.exists() and any(out.iterdir()):
@@ -157,11 +158,16 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
         state_noise = PRESETS[preset].get("state_noise", 0.0)
     if state_noise < 0:
         raise NsmError(f"--state-noise {state_noise} is negative; give the noise's sd in rad (0: none)")
+    if backbone is not None and not backbone.is_file():
+        raise NsmError(f"backbone weights {backbone} not found; give a safetensors file of ACT's ResNet state dict")
     run = {"dataset": str(dataset), "repo_id": repo_id, "preset": preset,
            "steps": steps or PRESETS[preset]["steps"], "batch_size": batch_size or PRESETS[preset]["batch_size"],
-           "device": pick_device(device), "seed": seed, "num_workers": num_workers, "state_noise_rad": state_noise}
+           "device": pick_device(device), "seed": seed, "num_workers": num_workers, "state_noise_rad": state_noise,
+           "backbone": str(backbone) if backbone else None}
     args = lerobot_train_args(dataset, repo_id, out / "training", preset, run["steps"], run["batch_size"],
                               run["device"], seed, num_workers, state_noise)
+    if backbone is not None:
+        args.append(f"{BACKBONE_ARG}{backbone.resolve()}")
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(run, indent=2))
     return _run_lerobot_train(out, run, args, meta, [], on_progress)
@@ -232,6 +238,7 @@ def _run_lerobot_train(out: Path, run: dict, args: list[str], meta, losses: list
                                                                       "batch_size": run["batch_size"],
                                                                       "backbone_norm": BACKBONE_NORM,
                                                                       "state_noise_rad": run["state_noise_rad"],
+                                                                      "backbone": run.get("backbone"),
                                                                       "resumed_at_steps": run.get("resumed_at_steps", [])},
                                                    indent=2))
     return result
