@@ -170,6 +170,9 @@ def ablations(specs: list[str]) -> dict:
             "image_input": (json.loads((other / "act" / IMAGE_INPUT_FILE).read_text())
                             if (other / "act" / IMAGE_INPUT_FILE).is_file() else "the cameras' own size"),
             "onnxruntime": {k: e[k] for k in SCORE}}
+        pretrained = other / "backbone" / "pretrain.json"  # bench/backbone_pretrain.py's report
+        if pretrained.is_file():
+            found[str(other)]["backbone_pretraining"] = json.loads(pretrained.read_text())
         if more.is_file():
             found[str(other)]["onnxruntime_both_seed_sets"] = pooled([e, json.loads(more.read_text())])
         nodes = other / "eval-nodes" / "eval_nodes.json"
