@@ -57,6 +57,7 @@ def _render_worker(args: tuple) -> tuple[np.ndarray, np.ndarray]:
 
     from nsm.contract import load_contract
     from nsm.policy.image_input import to_model_size
+    from nsm.recording.episodes import episode_files
     from nsm.sim.ik import SITE
     from nsm.sim.scene import CUBE_AREA, SimScene
 
@@ -64,9 +65,8 @@ def _render_worker(args: tuple) -> tuple[np.ndarray, np.ndarray]:
     scene = SimScene(contract)
     model, data = scene.model, mujoco.MjData(scene.model)
     site = model.site(SITE).id
-    cube_adr, cube_z = model.joint("block").qposadr[0], float(model.geom("block").size[2])
-    arm_adr = np.array([model.joint(n).qposadr[0] for n in contract.joint_names])
-    files = sorted((collect / "episodes").glob("episode_*.hdf5"), key=lambda p: int(p.stem.split("_")[1]))
+    cube_z = float(model.geom("block").size[2])
+    files = episode_files(collect / "episodes")
     joints = [h5py.File(f)["observations/qpos"][:FRAMES_BEFORE_LIFT] for f in files]
     own = []
     for e in range(len(files)):
@@ -85,11 +85,9 @@ def _render_worker(args: tuple) -> tuple[np.ndarray, np.ndarray]:
             else:
                 xy = rng.uniform(CUBE_AREA[0] - 0.02, CUBE_AREA[1] + 0.02)
             yaw = rng.uniform(-np.pi / 4, np.pi / 4)
-            mujoco.mj_resetData(model, data)
-            data.qpos[arm_adr] = joints[e][t]
-            data.qpos[cube_adr:cube_adr + 7] = [xy[0], xy[1], cube_z, np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
-            mujoco.mj_kinematics(model, data)
-            mujoco.mj_camlight(model, data)
+            scene.set_joint_positions(joints[e][t])
+            scene.set_cube_qpos(np.array([xy[0], xy[1], cube_z, np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]))
+            scene.snapshot(data)  # the kinematics a render needs, as the sim cameras do
             for c, cam in enumerate(("front", "wrist")):
                 renderer.update_scene(data, camera=cam)
                 images[i, c] = to_model_size(renderer.render(), model_size)
