@@ -1,5 +1,7 @@
 """The one control loop (nsm.control): the tick's order, chunks handed in from another
 thread, enable/disable, slots skipped when a tick overruns, and the end of the loop."""
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -10,7 +12,7 @@ import pytest
 from nsm.arm.base import BatteryReading, JointReading
 from nsm.arm.safety import SafetyFilter
 from nsm.arm.sim import SimArm
-from nsm.control import ChunkInbox, ControlLoop
+from nsm.control import ChunkInbox, ControlLoop, realtime_thread
 from nsm.sim.scene import SimScene
 
 
@@ -165,3 +167,26 @@ def test_the_sim_arm_bills_the_simulated_pack_for_simulated_time(contract):
     drained = 1.0 - b.percentage
     expected = b.current / 3600.0 / arm.battery.capacity_ah  # one second at this draw
     assert drained == pytest.approx(expected, rel=0.2)
+
+
+def test_threads_and_processes_the_loop_thread_starts_run_at_normal_priority():
+    """Only the loop thread is real-time: a thread pool or a process it starts lazily (ONNX
+    Runtime's workers on the first inference, a renderer) must not inherit SCHED_FIFO, where one
+    that spins would hold a core against everything else on a 2-core robot computer."""
+    seen = {}
+
+    def loop():
+        with realtime_thread():
+            seen["loop"] = os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK
+            child = threading.Thread(target=lambda: seen.update(thread=os.sched_getscheduler(0)))
+            child.start()
+            child.join()
+            seen["process"] = int(subprocess.check_output(
+                [sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"], text=True))
+        seen["after"] = os.sched_getscheduler(0)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    thread.join()
+    assert seen["loop"] == os.SCHED_FIFO or os.geteuid() != 0  # root (CI, the robot's service) may
+    assert seen["thread"] == seen["process"] == seen["after"] == os.SCHED_OTHER

@@ -82,14 +82,18 @@ class ChunkInbox:
 class realtime_thread:
     """While the loop runs: other threads hand over the GIL within 0.5 ms, and this thread
     preempts ordinary work (renderers, encoders, executors) when it wakes, if it may (root or
-    rtprio in limits.conf; otherwise only the GIL part applies). Restored afterwards."""
+    rtprio in limits.conf; otherwise only the GIL part applies). Restored afterwards.
+
+    Threads and processes the loop thread starts (a runtime's lazily built thread pool, a
+    renderer, a writer process) start at normal priority (SCHED_RESET_ON_FORK): inherited, a
+    real-time policy would let any of them that spins take a core from everything else."""
 
     def __enter__(self):
         self._interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._policy = os.sched_getscheduler(0)
         try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+            os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(RT_PRIORITY))
         except PermissionError:
             log.info("no real-time priority for the control loop (needs rtprio); the GIL interval still applies")
         return self
