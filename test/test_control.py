@@ -12,7 +12,7 @@ import pytest
 from nsm.arm.base import BatteryReading, JointReading
 from nsm.arm.safety import SafetyFilter
 from nsm.arm.sim import SimArm
-from nsm.control import ChunkInbox, ControlLoop, realtime_thread
+from nsm.control import RT_PRIORITY, ChunkInbox, ControlLoop, realtime_thread
 from nsm.sim.scene import SimScene
 
 
@@ -190,3 +190,20 @@ def test_threads_and_processes_the_loop_thread_starts_run_at_normal_priority():
     thread.join()
     assert seen["loop"] == os.SCHED_FIFO or os.geteuid() != 0  # root (CI, the robot's service) may
     assert seen["thread"] == seen["process"] == seen["after"] == os.SCHED_OTHER
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a thread real-time first needs root")
+def test_a_thread_that_was_real_time_already_gets_its_own_priority_back():
+    seen = {}
+
+    def loop():
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(3))
+        with realtime_thread():
+            seen["loop"] = os.sched_getparam(0).sched_priority
+        seen["after"] = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    thread.join()
+    assert seen == {"loop": RT_PRIORITY, "after": (os.SCHED_FIFO, 3)}

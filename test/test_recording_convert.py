@@ -1,4 +1,5 @@
 """HDF5 episodes -> LeRobotDataset v3 with LeRobot's own API, loaded back offline."""
+import os
 import subprocess
 import sys
 
@@ -45,7 +46,10 @@ def test_videos_and_mismatched_episodes(recorded, tmp_path, monkeypatch):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    policy = os.sched_getscheduler(0)
     hdf5_to_lerobot(recorded[:1], tmp_path / "video", "local/video", "wave", use_videos=True)
+    # as root the video encoder left its caller real-time, inherited by every node launched after
+    assert os.sched_getscheduler(0) == policy
     frame = LeRobotDataset("local/video", root=tmp_path / "video")[3]
     assert frame["observation.images.wrist"].shape == (3, 240, 320)
     other = Demo(demo_config(seconds=0.5, out=tmp_path / "front", camera=["front"],

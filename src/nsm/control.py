@@ -91,7 +91,7 @@ class realtime_thread:
     def __enter__(self):
         self._interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self._policy = os.sched_getscheduler(0)
+        self._policy, self._param = os.sched_getscheduler(0), os.sched_getparam(0)
         try:
             os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(RT_PRIORITY))
         except PermissionError:
@@ -99,8 +99,9 @@ class realtime_thread:
         return self
 
     def __exit__(self, *exc) -> None:
-        if os.sched_getscheduler(0) != self._policy:
-            os.sched_setscheduler(0, self._policy, os.sched_param(0))
+        # the thread's own policy and priority back (it may have been real-time already)
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (self._policy, self._param):
+            os.sched_setscheduler(0, self._policy, self._param)
         sys.setswitchinterval(self._interval)
 
 

@@ -7,6 +7,7 @@ scripts: `observation.state` = qpos, `action` = the command sent, one
 Every episode must come from the same robot contract (joints, cameras, image sizes, fps):
 a mismatch is an error before anything is written.
 """
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,8 +64,17 @@ def hdf5_to_lerobot(episodes: list[Path], root: Path, repo_id: str, task: str, u
     for cam, shape in stored.items():
         features[f"{IMAGES}{cam}"] = {"dtype": "video" if use_videos else "image", "shape": shape,
                                                  "names": ["height", "width", "channels"]}
-    dataset = LeRobotDataset.create(repo_id, fps=int(round(layout["fps"])), features=features, root=root,
-                                    robot_type=layout["robot"], use_videos=use_videos)
+    with _scheduling_kept():
+        dataset = LeRobotDataset.create(repo_id, fps=int(round(layout["fps"])), features=features, root=root,
+                                        robot_type=layout["robot"], use_videos=use_videos)
+        _add_episodes(dataset, episodes, stored, task, on_frame)
+        dataset.finalize()
+    if image_size:
+        ImageInput({cam: shape[:2] for cam, shape in layout["cameras"].items()}, tuple(image_size)).write(root / "meta")
+    return root
+
+
+def _add_episodes(dataset, episodes: list[Path], stored: dict, task: str, on_frame) -> None:
     for path in episodes:
         with h5py.File(path) as f:
             frames = frame_count(f)
@@ -77,10 +87,19 @@ def hdf5_to_lerobot(episodes: list[Path], root: Path, repo_id: str, task: str, u
                 if on_frame is not None:
                     on_frame()
         dataset.save_episode()
-    dataset.finalize()
-    if image_size:
-        ImageInput({cam: shape[:2] for cam, shape in layout["cameras"].items()}, tuple(image_size)).write(root / "meta")
-    return root
+
+
+@contextlib.contextmanager
+def _scheduling_kept():
+    """The calling thread's scheduling policy back after the conversion: run as root, the video
+    encoding under LeRobotDataset leaves its caller SCHED_FIFO (measured: a pytest run's main
+    thread, which every node process started from it afterwards inherited)."""
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
 
 
 def is_lerobot_dataset(path: Path) -> bool:
