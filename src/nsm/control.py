@@ -13,6 +13,7 @@ the mitigations measured to hold a 30 Hz tick on a busy 2-core machine (bench/co
 the GIL is handed over within 0.5 ms, SCHED_FIFO where the OS allows it, and a frozen heap
 (shorter garbage-collection pauses).
 """
+import contextlib
 import gc
 import logging
 import os
@@ -31,6 +32,7 @@ from nsm.arm.safety import SafetyFilter
 from nsm.camera.base import Camera
 from nsm.contract import Observation, RobotContract
 from nsm.policy.action_queue import ActionQueue
+from nsm.scheduling import scheduling_kept
 
 BATTERY_EVERY_S = 1.0
 SWITCH_INTERVAL_S = 0.0005  # Python's default 5 ms lets a busy thread hold the GIL past a tick's start
@@ -79,30 +81,27 @@ class ChunkInbox:
             return self._queue.remaining(step)
 
 
-class realtime_thread:
+@contextlib.contextmanager
+def realtime_thread():
     """While the loop runs: other threads hand over the GIL within 0.5 ms, and this thread
     preempts ordinary work (renderers, encoders, executors) when it wakes, if it may (root or
-    rtprio in limits.conf; otherwise only the GIL part applies). Restored afterwards.
+    rtprio in limits.conf; otherwise only the GIL part applies). Restored afterwards, the
+    thread's own policy and priority included (it may have been real-time already).
 
     Threads and processes the loop thread starts (a runtime's lazily built thread pool, a
     renderer, a writer process) start at normal priority (SCHED_RESET_ON_FORK): inherited, a
     real-time policy would let any of them that spins take a core from everything else."""
-
-    def __enter__(self):
-        self._interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self._policy, self._param = os.sched_getscheduler(0), os.sched_getparam(0)
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(RT_PRIORITY))
-        except PermissionError:
-            log.info("no real-time priority for the control loop (needs rtprio); the GIL interval still applies")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        # the thread's own policy and priority back (it may have been real-time already)
-        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (self._policy, self._param):
-            os.sched_setscheduler(0, self._policy, self._param)
-        sys.setswitchinterval(self._interval)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        with scheduling_kept():
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(RT_PRIORITY))
+            except PermissionError:
+                log.info("no real-time priority for the control loop (needs rtprio); the GIL interval still applies")
+            yield
+    finally:
+        sys.setswitchinterval(interval)
 
 
 class ControlLoop:

@@ -7,7 +7,6 @@ scripts: `observation.state` = qpos, `action` = the command sent, one
 Every episode must come from the same robot contract (joints, cameras, image sizes, fps):
 a mismatch is an error before anything is written.
 """
-import contextlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from nsm.policy.model_dir import ACTION_KEY as ACTION
 from nsm.policy.model_dir import IMAGE_PREFIX as IMAGES
 from nsm.policy.model_dir import STATE_KEY as STATE
 from nsm.recording.episodes import EpisodeStreams, frame_count
+from nsm.scheduling import scheduling_kept
 
 
 def _layout(path: Path) -> dict:
@@ -64,7 +64,8 @@ def hdf5_to_lerobot(episodes: list[Path], root: Path, repo_id: str, task: str, u
     for cam, shape in stored.items():
         features[f"{IMAGES}{cam}"] = {"dtype": "video" if use_videos else "image", "shape": shape,
                                                  "names": ["height", "width", "channels"]}
-    with _scheduling_kept():
+    # run as root, the video encoding under LeRobotDataset leaves its caller SCHED_FIFO
+    with scheduling_kept():
         dataset = LeRobotDataset.create(repo_id, fps=int(round(layout["fps"])), features=features, root=root,
                                         robot_type=layout["robot"], use_videos=use_videos)
         _add_episodes(dataset, episodes, stored, task, on_frame)
@@ -87,19 +88,6 @@ def _add_episodes(dataset, episodes: list[Path], stored: dict, task: str, on_fra
                 if on_frame is not None:
                     on_frame()
         dataset.save_episode()
-
-
-@contextlib.contextmanager
-def _scheduling_kept():
-    """The calling thread's scheduling policy back after the conversion: run as root, the video
-    encoding under LeRobotDataset leaves its caller SCHED_FIFO (measured: a pytest run's main
-    thread, which every node process started from it afterwards inherited)."""
-    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
-    try:
-        yield
-    finally:
-        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
-            os.sched_setscheduler(0, policy, param)
 
 
 def is_lerobot_dataset(path: Path) -> bool:
