@@ -13,13 +13,14 @@ its answer, or the COPY until its commit), spooled and lost rows. A robot whose 
 fails spools the batch and sends it again, as on a robot; after each step every spool is
 drained and the database is counted: lost = rows made - rows stored, duplicates = rows
 stored twice. A size is held when p99 < 250 ms, nothing was spooled and nothing lost.
-A mode's ramp stops after the first size it does not hold.
+A mode's ramp stops after the first size it does not hold. Each size runs 60 s, so that every
+step holds one of the server's once-a-minute rollup rounds (nsm.telemetry.rollups), as a day does.
 
 The robots' own CPU is on this machine too (on a fleet it is on the robots): the client
 processes' CPU seconds are reported beside the server's (its worker processes included) and
 PostgreSQL's, and all three per row made.
 
-    .venv/bin/python bench/fleet.py [--workers 2] [--service 200,250,300,350,400] [--direct 200,300,400,500]
+    .venv/bin/python bench/fleet.py [--workers 2] [--service 200,300,400,500] [--direct 200,250,300,400]
 
 Starts its own PostgreSQL (fsync on; max_connections 1000, so that the direct fleet meets
 the machine's limit rather than the default's 100 connections); writes bench/results/fleet.json.
@@ -242,9 +243,10 @@ def ramp(mode: str, sizes: list[int], target: str, db_url: str, args, spool: Pat
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per fleet size")
-    parser.add_argument("--service", default="200,250,300,350,400", help="fleet sizes through nsm serve")
-    parser.add_argument("--direct", default="200,300,400,500", help="fleet sizes straight into PostgreSQL")
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="timed seconds per fleet size (60: one rollup round in each)")
+    parser.add_argument("--service", default="200,300,400,500", help="fleet sizes through nsm serve")
+    parser.add_argument("--direct", default="200,250,300,400", help="fleet sizes straight into PostgreSQL")
     parser.add_argument("--processes", type=int, default=4, help="client processes the robots are spread over")
     parser.add_argument("--workers", type=int, default=2, help="nsm serve --workers (one per core)")
     args = parser.parse_args()

@@ -76,3 +76,26 @@ def test_minutes_roll_up_to_what_the_rows_say_and_late_rows_correct_them(db_url,
     assert m.rows == got["EP01", T0].rows + 41
     assert m.loop_ms_p99 == pytest.approx(nearest_rank_p99(periods["EP01", 0] + [200.0] * 40))
     assert m.battery == pytest.approx(np.mean([80.0, 79.5, 10.0]))
+
+
+def test_one_process_per_database_rolls_up_and_another_takes_over_when_it_goes(pg_db):
+    """nsm serve's workers (or several servers) would each scan the same minutes at the same
+    second: only the holder of the roller lock rolls up; when its connection dies (the process
+    gone, the database restarted) the next process to try takes the lock."""
+    from sqlalchemy import text
+
+    from nsm.telemetry.rollups import _still_open, _take_lock
+
+    first, second = connect(pg_db), connect(pg_db)
+    holder = _take_lock(first)
+    assert holder is not None and _still_open(holder)
+    assert _take_lock(second) is None  # another worker: skips the round
+    with second.connect() as admin:  # the holder's backend ends (a crash, a database restart)
+        pid = holder.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        holder.commit()
+        admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    assert not _still_open(holder)
+    taken = _take_lock(second)
+    assert taken is not None
+    assert _take_lock(first) is None
+    taken.close()

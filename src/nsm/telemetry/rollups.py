@@ -6,7 +6,13 @@ raw rows behind each.
 One SQL statement does it on PostgreSQL and on SQLite alike (window functions; the p99 is
 the nearest-rank one: the smallest period with at least 99% of the minute's at or below
 it), upserting, so rolling a minute up again after late rows arrived corrects it. `nsm
-serve` rolls up the last few complete minutes once a minute (`keep_rolled_up`).
+serve` rolls up the last few complete minutes once a minute (`keep_rolled_up`), in one of its
+processes per database, on one core.
+
+What that costs (bench/fleet.py, 300 robots, 2 cores): one round scans ~4.9 million rows,
+~8 s of a core. Each of `nsm serve --workers 2`'s processes used to roll up the same minutes
+at the same second, and PostgreSQL ran each statement on parallel workers: both cores gone for
+seconds every minute, while the robots' batches waited for their commits.
 """
 import logging
 import time
@@ -19,6 +25,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from nsm.telemetry.sinks import sql_time
 
 log = logging.getLogger("nsm.rollups")
+# Held by the one process that rolls up (a session advisory lock: released if that process or
+# its connection dies, and another server process takes over within a round)
+ROLLER_LOCK = "SELECT pg_try_advisory_lock(hashtext('nsm.telemetry.rollups'))"
+# A round runs beside ingest: on one core (no parallel workers), sorting in memory, not on disk
+ONE_CORE = ("SET LOCAL max_parallel_workers_per_gather = 0", "SET LOCAL work_mem = '64MB'")
 LATE_MINUTES = 3  # minutes rolled up again each round: rows that arrive late (a robot's spool) still count
 
 _MINUTE = {"postgresql": "date_trunc('minute', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
@@ -60,15 +71,51 @@ def roll_up(engine: Engine, since: datetime, until: datetime) -> None:
     sql = _ROLL_UP.format(minute=_MINUTE[dialect], value=_VALUE[dialect])
     bounds = {"since": sql_time(dialect, since), "until": sql_time(dialect, until)}
     with engine.begin() as conn:
+        if dialect == "postgresql":
+            for setting in ONE_CORE:
+                conn.execute(text(setting))
         conn.execute(text(sql), bounds)
 
 
 def keep_rolled_up(engine: Engine, every: float = 60.0) -> None:
-    """Forever: once a minute (a few seconds past it), the last LATE_MINUTES complete minutes."""
+    """Forever: once a minute (a few seconds past it), the last LATE_MINUTES complete minutes —
+    on PostgreSQL only while this process holds the roller lock (one process per database
+    rolls up; the others try again each round)."""
+    holder = None  # the connection that holds the roller lock (PostgreSQL)
     while True:
-        now = datetime.now(UTC)
         try:
-            roll_up(engine, now - timedelta(minutes=LATE_MINUTES), now)
+            if engine.dialect.name == "postgresql":
+                holder = holder if holder is not None and _still_open(holder) else _take_lock(engine)
+            if holder is not None or engine.dialect.name != "postgresql":  # else another process rolls up
+                now = datetime.now(UTC)
+                roll_up(engine, now - timedelta(minutes=LATE_MINUTES), now)
         except SQLAlchemyError as exc:  # the database is down: the next round covers these minutes too
             log.warning("rollups: %s", str(getattr(exc, "orig", exc)).splitlines()[0])
         time.sleep(every - time.time() % every + 2.0)
+
+
+def _take_lock(engine: Engine):
+    """A connection holding the roller lock, or None if another process holds it."""
+    conn = engine.connect()
+    try:
+        held = conn.execute(text(ROLLER_LOCK)).scalar_one()
+        conn.commit()
+    except SQLAlchemyError:
+        conn.close()
+        raise
+    if not held:
+        conn.close()
+        return None
+    return conn
+
+
+def _still_open(conn) -> bool:
+    """Whether the lock's connection still answers (a restarted database dropped it, and the lock)."""
+    try:
+        conn.execute(text("SELECT 1"))
+        conn.commit()
+        return True
+    except SQLAlchemyError:
+        conn.invalidate()
+        conn.close()
+        return False
