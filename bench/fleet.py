@@ -20,7 +20,7 @@ The robots' own CPU is on this machine too (on a fleet it is on the robots): the
 processes' CPU seconds are reported beside the server's (its worker processes included) and
 PostgreSQL's, and all three per row made.
 
-    .venv/bin/python bench/fleet.py [--workers 2] [--service 200,300,400,500] [--direct 200,250,300,400]
+    .venv/bin/python bench/fleet.py [--workers 2] [--service 300,400,500,600] [--direct 300,400,500,600]
 
 Starts its own PostgreSQL (fsync on; max_connections 1000, so that the direct fleet meets
 the machine's limit rather than the default's 100 connections); writes bench/results/fleet.json.
@@ -245,8 +245,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0,
                         help="timed seconds per fleet size (60: one rollup round in each)")
-    parser.add_argument("--service", default="200,300,400,500", help="fleet sizes through nsm serve")
-    parser.add_argument("--direct", default="200,250,300,400", help="fleet sizes straight into PostgreSQL")
+    parser.add_argument("--service", default="300,400,500,600", help="fleet sizes through nsm serve")
+    parser.add_argument("--direct", default="300,400,500,600", help="fleet sizes straight into PostgreSQL")
     parser.add_argument("--processes", type=int, default=4, help="client processes the robots are spread over")
     parser.add_argument("--workers", type=int, default=2, help="nsm serve --workers (one per core)")
     args = parser.parse_args()

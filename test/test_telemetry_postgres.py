@@ -2,6 +2,7 @@
 neither stops nor slows the control loop — its rows are spooled and written later, once."""
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -68,3 +69,27 @@ def test_outage_during_demo_keeps_the_loop_running_and_loses_nothing(pg_proxy_ur
     assert summary.telemetry.failures >= 1 and summary.telemetry.spooled > 0  # the outage was real
     assert counts(direct) == ({"joint_states": 120, "joint_commands": 120, "loop_timing": 120, "battery": 4, "episode": 1}, 0)
     assert not list((tmp_path / "telemetry-spool").glob("*.jsonl"))
+
+
+def test_a_batch_partly_stored_before_lands_once_and_payloads_arrive_as_sent(pg_db, tmp_path):
+    """Batches go straight into the table by COPY; one that holds rows stored before (a batch sent
+    again with new rows coalesced beside it) falls back to the merge: every row once, each payload
+    the JSON the robot wrote; a payload that is not JSON refuses its batch and stores none of it."""
+    import psycopg
+
+    from nsm.telemetry.sinks import DatabaseSink
+
+    connect(pg_db)
+    sink = DatabaseSink(pg_db, tmp_path / "spool")
+    now = datetime.now(UTC)
+    payloads = ['{"value": 1.5}', '{"s": "tab\\there \\"quoted\\" \\\\ \\u00e9 \u00e9 \u6f22", "nested": {"a": [1, null]}}',
+                '{"position": [0.1, -2e-05, 3.0], "velocity": [null]}']
+    rows = [("EP07", "joint_states", seq, payloads[seq % 3], now + timedelta(milliseconds=seq)) for seq in range(10)]
+    sink.insert(rows[:4])
+    sink.insert(rows)  # 4 stored before, 6 new
+    with pytest.raises(psycopg.DataError):
+        sink.insert([("EP07", "joint_states", 10, '{"value": 2.0}', now), ("EP07", "joint_states", 11, "{not json", now)])
+    with connect(pg_db).connect() as conn:
+        stored = conn.execute(text("SELECT seq, payload FROM robot_telemetry WHERE robot_id = 'EP07' ORDER BY seq")).all()
+    assert [seq for seq, _ in stored] == list(range(10))
+    assert [payload for _, payload in stored] == [json.loads(payloads[seq % 3]) for seq in range(10)]
