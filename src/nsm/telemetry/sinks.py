@@ -32,7 +32,7 @@ from pathlib import Path
 
 import orjson
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.types.json import set_json_dumps
 from sqlalchemy.exc import SQLAlchemyError
 
 from nsm.telemetry.db import make_engine
@@ -180,8 +180,8 @@ class DatabaseSink(SpoolingSink):
             try:
                 with raw.cursor() as cur, cur.copy(_COPY) as copy:
                     copy.set_types(["text", "text", "int8", "jsonb", "timestamptz"])
-                    for robot_id, data_type, seq, payload, created_at in batch:
-                        copy.write_row((robot_id, data_type, seq, Jsonb(payload, _as_is), created_at))
+                    for row in batch:
+                        copy.write_row(row)
             except psycopg.errors.UniqueViolation:  # rows stored before: the ones not stored yet, through the merge
                 raw.rollback()
                 with raw.cursor() as cur:
@@ -204,6 +204,7 @@ class DatabaseSink(SpoolingSink):
         handlers."""
         raw = self.engine.raw_connection()
         try:
+            set_json_dumps(_as_is, context=raw.driver_connection)  # payloads are JSON text: jsonb takes them as they are
             with raw.cursor() as cur:
                 cur.execute(_STAGE)
             raw.commit()
