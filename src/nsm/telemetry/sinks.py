@@ -57,6 +57,14 @@ def _as_is(payload: str) -> str:
     return payload
 
 
+def _copy(cur, sql: str, payload_type: str, batch: list[tuple]) -> None:
+    """One binary COPY of `batch`; the payload column as `payload_type` (the table's jsonb, the staging table's text)."""
+    with cur.copy(sql) as copy:
+        copy.set_types(["text", "text", "int8", payload_type, "timestamptz"])
+        for row in batch:
+            copy.write_row(row)
+
+
 def sql_time(dialect: str, t: datetime):
     """`t` as a query compares it with stored times: SQLite holds SQLAlchemy's naive UTC text."""
     return t.astimezone(UTC).replace(tzinfo=None).strftime(SQLITE_TIME) if dialect == "sqlite" else t
@@ -178,17 +186,12 @@ class DatabaseSink(SpoolingSink):
         raw = self._raw or self._open()
         try:
             try:
-                with raw.cursor() as cur, cur.copy(_COPY) as copy:
-                    copy.set_types(["text", "text", "int8", "jsonb", "timestamptz"])
-                    for row in batch:
-                        copy.write_row(row)
+                with raw.cursor() as cur:
+                    _copy(cur, _COPY, "jsonb", batch)
             except psycopg.errors.UniqueViolation:  # rows stored before: the ones not stored yet, through the merge
                 raw.rollback()
                 with raw.cursor() as cur:
-                    with cur.copy(_STAGE_COPY) as copy:
-                        copy.set_types(["text", "text", "int8", "text", "timestamptz"])
-                        for row in batch:
-                            copy.write_row(row)
+                    _copy(cur, _STAGE_COPY, "text", batch)
                     cur.execute(_MERGE)
             raw.commit()
         except BaseException:
