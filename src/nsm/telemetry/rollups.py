@@ -81,12 +81,13 @@ def keep_rolled_up(engine: Engine, every: float = 60.0) -> None:
     """Forever: once a minute (a few seconds past it), the last LATE_MINUTES complete minutes —
     on PostgreSQL only while this process holds the roller lock (one process per database
     rolls up; the others try again each round)."""
+    locking = engine.dialect.name == "postgresql"
     holder = None  # the connection that holds the roller lock (PostgreSQL)
     while True:
         try:
-            if engine.dialect.name == "postgresql":
-                holder = holder if holder is not None and _still_open(holder) else _take_lock(engine)
-            if holder is not None or engine.dialect.name != "postgresql":  # else another process rolls up
+            if locking and (holder is None or not _still_open(holder)):
+                holder = _take_lock(engine)
+            if holder is not None or not locking:  # else another process rolls up
                 now = datetime.now(UTC)
                 roll_up(engine, now - timedelta(minutes=LATE_MINUTES), now)
         except SQLAlchemyError as exc:  # the database is down: the next round covers these minutes too

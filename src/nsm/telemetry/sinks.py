@@ -42,10 +42,10 @@ _STAGE = ("CREATE TEMP TABLE IF NOT EXISTS nsm_stage (robot_id text, data_type t
 _COLUMNS = "(robot_id, data_type, seq, payload, created_at)"
 _COPY = f"COPY robot_telemetry {_COLUMNS} FROM STDIN (FORMAT BINARY)"
 _STAGE_COPY = f"COPY nsm_stage {_COLUMNS} FROM STDIN (FORMAT BINARY)"
-_MERGE = ("INSERT INTO robot_telemetry (robot_id, data_type, seq, payload, created_at) "
+_MERGE = (f"INSERT INTO robot_telemetry {_COLUMNS} "
           "SELECT robot_id, data_type, seq, payload::jsonb, created_at FROM nsm_stage "
           "ON CONFLICT DO NOTHING")  # the unique key of either schema (nsm.telemetry.partitions)
-_SQLITE_INSERT = ("INSERT INTO robot_telemetry (robot_id, data_type, seq, payload, created_at) VALUES (?, ?, ?, ?, ?) "
+_SQLITE_INSERT = (f"INSERT INTO robot_telemetry {_COLUMNS} VALUES (?, ?, ?, ?, ?) "
                   "ON CONFLICT (robot_id, data_type, seq) DO NOTHING")
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite (UTC, naive)
 TOKEN_ENV = "BACKEND_API_TOKEN"
