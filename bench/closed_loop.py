@@ -164,7 +164,8 @@ def ablations(specs: list[str]) -> dict:
         found[str(other)] = {
             "differs": differs or "the training recipe (below)", "training": train,
             "augmentation": cfg["dataset"]["image_transforms"]["enable"],
-            "optimizer_lr": cfg["policy"]["optimizer_lr"], "kl_weight": cfg["policy"]["kl_weight"],
+            "optimizer_lr": cfg["policy"]["optimizer_lr"], "use_vae": cfg["policy"]["use_vae"],
+            "kl_weight": cfg["policy"]["kl_weight"],
             "lr_schedule": (cfg.get("scheduler") or {}).get("type", "constant"),
             "backbone_norm": train.get("backbone_norm", "frozen (LeRobot's, never fitted: the identity)"),
             "image_input": (json.loads((other / "act" / IMAGE_INPUT_FILE).read_text())

@@ -2,13 +2,15 @@
 
 - rows/s into PostgreSQL: SQLAlchemy ORM row by row (`session.add` per row, commit per
   1000) vs nsm's TelemetryWriter (writer process, binary COPY + ON CONFLICT DO NOTHING);
-- rows/s of the same writer into SQLite and through the ingest service (`nsm serve`);
+- rows/s of the same writer into SQLite, and through the ingest service (`nsm serve`) beside
+  straight into PostgreSQL: the same rows each way, alternated `--rounds` times (the VM's
+  speed drifts within minutes), the best round of each compared (`http_vs_writer`);
 - exporting 1M rows of one data type: `pandas.read_sql` of the query vs nsm's
   `to_dataframe` (COPY TO STDOUT -> pyarrow).
 
 Uses the server in NSM_TEST_PG_DSN, else starts a throwaway one (scripts/pg_throwaway.sh).
 
-    .venv/bin/python bench/telemetry.py [--rows 200000] [--export-rows 1000000]
+    .venv/bin/python bench/telemetry.py [--rows 200000] [--rounds 3] [--export-rows 1000000]
 """
 import argparse
 import os
@@ -81,6 +83,7 @@ def export_seconds(url: str, robot: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternated runs of the writer direct and through nsm serve")
     parser.add_argument("--orm-rows", type=int, default=20_000)
     parser.add_argument("--export-rows", type=int, default=1_000_000)
     args = parser.parse_args()
@@ -94,24 +97,32 @@ def main() -> None:
 
 def run(args, url: str, tmp: Path) -> None:
     orm = orm_rows_per_s(url, args.orm_rows)
-    ours = writer_rows_per_s(url, args.rows, "NSM", tmp / "spool-pg")
     sqlite = writer_rows_per_s(f"sqlite:///{tmp / 'bench.db'}", args.rows, "NSM", tmp / "spool-sqlite")
     service, service_url = start_service(url, "bench")
     os.environ["BACKEND_API_TOKEN"] = "bench"
+    # The writer straight into PostgreSQL and through `nsm serve`, the same rows each, alternated
+    # (the VM's speed drifts within minutes): each path's rounds, and its best
+    rounds: dict[str, list[float]] = {"postgres nsm writer": [], "http ingest -> postgres": []}
     try:
-        http = writer_rows_per_s(service_url, args.rows // 2, "HTTP", tmp / "spool-http")
+        for i in range(args.rounds):
+            rounds["postgres nsm writer"].append(writer_rows_per_s(url, args.rows, f"NSM{i}", tmp / f"spool-pg{i}"))
+            rounds["http ingest -> postgres"].append(writer_rows_per_s(service_url, args.rows, f"HTTP{i}",
+                                                                       tmp / f"spool-http{i}"))
     finally:
         service.terminate()
         service.wait()
+    ours, http = max(rounds["postgres nsm writer"]), max(rounds["http ingest -> postgres"])
     writer_rows_per_s(url, args.export_rows, "EXPORT", tmp / "spool-export")
     export = export_seconds(url, "EXPORT")
     results = {
         "insert_rows_per_s": {"postgres ORM row by row": round(orm), "postgres nsm writer": round(ours),
                               "sqlite nsm writer": round(sqlite), "http ingest -> postgres": round(http)},
+        "rounds_rows_per_s": {name: [round(r) for r in runs] for name, runs in rounds.items()},
+        "http_vs_writer": round(http / ours, 3),
         "writer_vs_orm": round(ours / orm, 1),
         "export_1M_seconds": export,
         "export_speedup_vs_read_sql": round(export["pandas.read_sql"] / export["nsm to_dataframe"], 1),
-        "rows": {"orm": args.orm_rows, "writer": args.rows, "http": args.rows // 2, "export": args.export_rows},
+        "rows": {"orm": args.orm_rows, "writer": args.rows, "http": args.rows, "export": args.export_rows},
     }
     for key, value in results.items():
         print(f"{key}: {value}")
