@@ -102,16 +102,16 @@ def run(args, url: str, tmp: Path) -> None:
     os.environ["BACKEND_API_TOKEN"] = "bench"
     # The writer straight into PostgreSQL and through `nsm serve`, the same rows each, alternated
     # (the VM's speed drifts within minutes): each path's rounds, and its best
-    rounds: dict[str, list[float]] = {"postgres nsm writer": [], "http ingest -> postgres": []}
+    targets = {"postgres nsm writer": url, "http ingest -> postgres": service_url}
+    rounds: dict[str, list[float]] = {name: [] for name in targets}
     try:
         for i in range(args.rounds):
-            rounds["postgres nsm writer"].append(writer_rows_per_s(url, args.rows, f"NSM{i}", tmp / f"spool-pg{i}"))
-            rounds["http ingest -> postgres"].append(writer_rows_per_s(service_url, args.rows, f"HTTP{i}",
-                                                                       tmp / f"spool-http{i}"))
+            for name, target in targets.items():
+                rounds[name].append(writer_rows_per_s(target, args.rows, f"{name[:4]}{i}", tmp / f"spool-{name[:4]}{i}"))
     finally:
         service.terminate()
         service.wait()
-    ours, http = max(rounds["postgres nsm writer"]), max(rounds["http ingest -> postgres"])
+    ours, http = (max(runs) for runs in rounds.values())
     writer_rows_per_s(url, args.export_rows, "EXPORT", tmp / "spool-export")
     export = export_seconds(url, "EXPORT")
     results = {
