@@ -37,7 +37,7 @@ from nsm.contract import Observation, load_contract  # noqa: E402
 from nsm.policy.image_input import FILE as IMAGE_INPUT_FILE  # noqa: E402
 from nsm.policy.image_input import to_model_size  # noqa: E402
 from nsm.policy.lerobot_policy import LeRobotChunkPolicy  # noqa: E402
-from nsm.policy.model_dir import PolicyDir  # noqa: E402
+from nsm.policy.model_dir import ENSEMBLE_FILE, PolicyDir  # noqa: E402
 from nsm.recording.episodes import episode_files, sampled_observations  # noqa: E402
 from nsm.settings import ArmDriverSettings, PolicySettings  # noqa: E402
 from nsm.sim.expert import PickPlaceExpert  # noqa: E402
@@ -157,7 +157,10 @@ def ablations(specs: list[str]) -> dict:
     for spec in specs:
         folder, _, differs = spec.partition("=")
         other = Path(folder)
-        train = json.loads((other / "act" / "training" / "train.json").read_text())
+        model = PolicyDir(other / "act")
+        trained = [json.loads((m.path / "training" / "train.json").read_text()) for m in (model, *model.members)]
+        train = trained[0] if len(trained) == 1 else {"models": trained, "seconds": sum(t["seconds"] for t in trained),
+                                                      "ensemble": json.loads((model.path / ENSEMBLE_FILE).read_text())}
         cfg = json.loads((other / "act" / "train_config.json").read_text())  # what lerobot-train ran with
         e = json.loads((other / "eval-onnxruntime" / "eval.json").read_text())
         more = second_set(other) / "eval.json"

@@ -340,3 +340,47 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(dataset, tmp_path):
     assert again.returncode == 2 and "finished training" in again.stdout + again.stderr
     neither = subprocess.run(nsm[:-2] + ["--out", str(tmp_path / "new")], capture_output=True, text=True)
     assert neither.returncode == 2 and "--dataset" in neither.stdout + neither.stderr
+
+
+def test_several_models_train_as_one_ensemble_and_resume_where_they_stopped(dataset, tmp_path):
+    """`nsm train --models 2`: seeds 1000 and 1001 one after the other, the second in
+    OUT/members/1; SIGKILLed during the second, `--resume` continues that one from its
+    checkpoint (the first stays as it finished) and joins them into one policy (an ensemble)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from nsm.policy.lerobot_policy import LeRobotChunkPolicy
+    from nsm.policy.model_dir import ENSEMBLE_FILE
+    from nsm.policy.train import RUN_FILE
+
+    out, steps = tmp_path / "act", 20
+    nsm = [sys.executable, "-m", "nsm.cli", "train", "--out", str(out)]
+    first = subprocess.Popen([*nsm, "--dataset", str(dataset), "--steps", str(steps), "--batch-size", "2",
+                              "--device", "cpu", "--models", "2"], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = out / "members" / "1" / "training" / "checkpoints" / "last"
+    deadline = time.monotonic() + 600
+    while not last.is_dir() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    finished = (out / "model.safetensors").read_bytes()
+    assert (out / "training" / "train.json").is_file() and not (out / ENSEMBLE_FILE).exists()
+    assert not (out / "members" / "1" / "model.safetensors").exists()
+
+    r = subprocess.run([*nsm, "--resume"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count(f"trained ACT for {steps} steps") == 1 and "mean of its models' chunks" in r.stdout
+    assert (out / "model.safetensors").read_bytes() == finished  # the first model was not trained again
+    second = json.loads((out / "members" / "1" / "training" / "train.json").read_text())
+    assert second["steps"] == steps and second["resumed_at_steps"]
+    assert [json.loads((f / "training" / RUN_FILE).read_text())["seed"] for f in (out, out / "members" / "1")] == [
+        1000, 1001]
+    d = PolicyDir(out)
+    assert [m.path for m in d.members] == [out / "members" / "1"]
+    assert LeRobotChunkPolicy(out, "torch").name.startswith("actx2:")
+    again = subprocess.run([*nsm, "--resume"], capture_output=True, text=True)
+    assert again.returncode == 2 and "finished training" in again.stdout + again.stderr

@@ -147,6 +147,45 @@ def test_tensorrt_export_of_a_folder_without_onnx_exports_onnx_first(tmp_path):
         assert result.returncode == 0 and list((d.path / "tensorrt").glob("*.engine")), result.stderr
 
 
+def test_an_ensemble_runs_the_mean_of_its_models_on_every_backend(tmp_path):
+    """`nsm policy ensemble`: the chunk is the mean of each model's LeRobot chunk, through the one
+    ONNX graph and through LeRobot's own call (torch); the folder stays a LeRobot policy (its
+    first model); models that take other inputs are refused; a changed member makes the export stale."""
+    import subprocess
+    import sys
+
+    from nsm.policy.ensemble import make_ensemble
+
+    models = [init_act(tmp_path / f"m{seed}", ["front", "wrist"], 6, SIZE, chunk_size=20, small=True, seed=seed)
+              for seed in (1, 2)]
+    made = subprocess.run([sys.executable, "-m", "nsm.cli", "policy", "ensemble", str(tmp_path / "both"),
+                           *(str(m.path) for m in models)], capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0 and "ensemble of 2 models" in made.stdout, made.stderr
+    both = PolicyDir(tmp_path / "both")
+    assert [m.path for m in both.members] == [tmp_path / "both" / "members" / "1"]
+    export_onnx(both)
+    assert json.loads((both.path / "onnx" / "export.json").read_text())["models"] == 2
+    onnx, torch_backend = LeRobotChunkPolicy(both.path, "onnxruntime"), LeRobotChunkPolicy(both.path, "torch")
+    assert onnx.name == "actx2:both:onnxruntime"
+    for seed in range(2):
+        obs = observation(["front", "wrist"], seed)
+        alone = [lerobot_reference(m, obs) for m in models]
+        expected = np.mean(alone, axis=0)
+        assert np.abs(alone[0] - alone[1]).max() > 1e-2  # two different models: the mean is neither
+        assert np.abs(onnx.predict_chunk(obs) - expected).max() <= 1e-4
+        assert np.abs(torch_backend.predict_chunk(obs) - expected).max() <= 1e-5
+    other = init_act(tmp_path / "front_only", ["front"], 6, SIZE, chunk_size=20, small=True, seed=3)
+    with pytest.raises(NsmError, match="takes other inputs or other normalization stats"):
+        make_ensemble(tmp_path / "bad", [models[0].path, other.path])
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(NsmError, match="needs at least two policy folders"):
+        make_ensemble(tmp_path / "one", [models[0].path])
+    shutil.copy2(models[0].path / "model.safetensors", both.path / "members" / "1" / "model.safetensors")
+    (both.path / "members" / "1" / "config.json").write_text(json.dumps(both.config | {"n_heads": 2}))
+    with pytest.raises(NsmError, match="made from another config or other normalization stats"):
+        LeRobotChunkPolicy(both.path, "onnxruntime")
+
+
 def test_diffusion_runs_on_the_torch_backend(tmp_path):
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig

@@ -4,7 +4,8 @@ Every backend takes the batch LeRobot's preprocessor made and returns normalized
 (1, chunk, action_dim) as a torch tensor for LeRobot's postprocessor, so normalization
 and image scaling happen once, identically, whichever backend runs.
 
-- torch: LeRobot's own `predict_action_chunk` (the reference; ACT and Diffusion).
+- torch: LeRobot's own `predict_action_chunk` (the reference; ACT and Diffusion); for an
+  ensemble (nsm.policy.ensemble) the mean of each member's.
 - onnxruntime: the ONNX export, CPU (or CUDA) execution provider.
 - tensorrt: an engine built from the ONNX export with the TensorRT Python API, cached
   per TensorRT version, precision and GPU architecture. ACT's attention layers are not
@@ -38,14 +39,15 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, policy, threads: int | None = None):
+    def __init__(self, policies: list, threads: int | None = None):
         import torch
 
         if threads:
             torch.set_num_threads(threads)
-        self.policy = policy
-        self.keys = list(policy.config.input_features)
-        self.history = collections.deque(maxlen=policy.config.n_obs_steps)
+        self.policies = policies
+        config = policies[0].config
+        self.keys = list(config.input_features)
+        self.history = collections.deque(maxlen=config.n_obs_steps)
 
     def reset(self) -> None:
         self.history.clear()
@@ -59,7 +61,8 @@ class TorchBackend:
             self.history.append(batch)
             batch = {k: torch.stack([b[k] for b in self.history], dim=1) for k in self.keys}
         with torch.inference_mode():
-            return self.policy.predict_action_chunk(batch)
+            chunks = [p.predict_action_chunk(batch) for p in self.policies]
+            return chunks[0] if len(chunks) == 1 else torch.stack(chunks).mean(0)
 
 
 class OnnxRuntimeBackend:
@@ -169,10 +172,9 @@ class TensorRTBackend:
         return self.output.cpu()
 
 
-def make_backend(name: str, policy_dir: PolicyDir, load_policy, threads: int | None = None, fp16: bool = False) -> Backend:
-    """`load_policy()` gives LeRobot's policy object (only the torch backend needs it)."""
+def make_backend(name: str, policy_dir: PolicyDir, threads: int | None = None, fp16: bool = False) -> Backend:
     if name == "torch":
-        return TorchBackend(load_policy(), threads)
+        return TorchBackend(policy_dir.load_policies(), threads)
     if name == "onnxruntime":
         return OnnxRuntimeBackend(policy_dir, threads)
     if name == "onnxruntime-int8":

@@ -14,7 +14,8 @@ graph's forward is `ActForward` below: the inference path of LeRobot's `ACT.forw
 (no VAE encoder: the latent is zero at inference) calling LeRobot's own submodules, with
 the per-camera tokens joined by one `torch.cat` instead of lists of per-token tensors —
 the stock form exports to ~1100 Squeeze/Unsqueeze nodes and runs slower. The parity test
-holds it to LeRobot's `predict_action_chunk` within 1e-4.
+holds it to LeRobot's `predict_action_chunk` within 1e-4. An ensemble's graph runs each
+member's `ActForward` on the same inputs and returns the mean of their normalized actions.
 """
 import json
 import warnings
@@ -73,6 +74,22 @@ def _act_forward_module(policy):
     return ActForward(policy.model).eval()
 
 
+def _mean_of(modules):
+    """One graph for an ensemble: every member on the same inputs, their outputs averaged."""
+    import torch
+    from torch import nn
+
+    class MeanOf(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.members = nn.ModuleList(modules)
+
+        def forward(self, state, *images):
+            return torch.stack([m(state, *images) for m in self.members]).mean(0)
+
+    return MeanOf().eval()
+
+
 def export_onnx(policy_dir: PolicyDir) -> Path:
     """Write onnx/model.onnx + export.json for an ACT policy directory; returns the .onnx path."""
     import lerobot
@@ -81,8 +98,8 @@ def export_onnx(policy_dir: PolicyDir) -> Path:
     if policy_dir.features.policy_type != "act":
         raise NsmError(f"ONNX export supports ACT policies; {policy_dir.path} is '{policy_dir.features.policy_type}' "
                        f"(use --backend torch)")
-    policy = policy_dir.load_policy()
-    module = _act_forward_module(policy)
+    modules = [_act_forward_module(p) for p in policy_dir.load_policies()]
+    module = modules[0] if len(modules) == 1 else _mean_of(modules)
     f = policy_dir.features
     dummy = [torch.zeros(1, f.state_dim)] + [torch.zeros(1, 3, h, w) for h, w in f.cameras.values()]
     out = onnx_dir(policy_dir)
@@ -96,7 +113,7 @@ def export_onnx(policy_dir: PolicyDir) -> Path:
                           opset_version=ONNX_OPSET, dynamo=False)
     meta = {"format": "onnx", "file": path.name, "inputs": {n: list(t.shape) for n, t in zip(names, dummy, strict=True)},
             "output": OUTPUT, "chunk_size": f.chunk_size, "action_dim": f.action_dim,
-            "stats_hash": policy_dir.stats_hash(), "opset": ONNX_OPSET,
+            "stats_hash": policy_dir.stats_hash(), "models": len(modules), "opset": ONNX_OPSET,
             "lerobot": lerobot.__version__, "torch": torch.__version__}
     (out / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path

@@ -28,7 +28,8 @@ def download(repo_id: str, out: Path, revision: str | None = None) -> Path:
 
 
 def push(model: Path, repo_id: str, private: bool = True, message: str = "nsm policy push") -> str:
-    """Upload the policy folder (LeRobot layout and its ONNX export; not training/ or eval runs).
+    """Upload the policy folder (LeRobot layout, an ensemble's members/ and its ONNX export; not
+    training/ or eval runs).
     Returns the commit the robot can pin with `nsm policy download --revision`."""
     import httpx
     from huggingface_hub import HfApi
@@ -41,7 +42,7 @@ def push(model: Path, repo_id: str, private: bool = True, message: str = "nsm po
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         info = api.upload_folder(folder_path=model, repo_id=repo_id, commit_message=message,
-                                 ignore_patterns=["training/*", "eval-*/*"])
+                                 ignore_patterns=["training/*", "members/*/training/*", "eval-*/*"])
     except HfHubHTTPError as exc:
         raise NsmError(f"cannot push to {repo_id}: {str(exc).splitlines()[0]} (token: HF_TOKEN or "
                        "`huggingface-cli login`)") from None

@@ -24,8 +24,9 @@ class LeRobotChunkPolicy:
             self.features.check_against(contract, cameras)
         cfg = self.dir.load_config()
         self.pre, self.post = self.dir.load_processors(cfg)
-        self.backend = make_backend(backend, self.dir, lambda: self.dir.load_policy(cfg), threads, fp16)
-        self.name = f"{self.features.policy_type}:{self.dir.path.name}:{backend}"
+        self.backend = make_backend(backend, self.dir, threads, fp16)
+        models = f"x{1 + len(self.dir.members)}" if self.dir.members else ""
+        self.name = f"{self.features.policy_type}{models}:{self.dir.path.name}:{backend}"
         self.chunk_size = self.features.chunk_size
 
     def batch(self, obs: Observation) -> dict:

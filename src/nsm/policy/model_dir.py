@@ -4,6 +4,8 @@
     policy_preprocessor.json + *.safetensors       normalization stats (pipeline.save_pretrained)
     policy_postprocessor.json + *.safetensors
     onnx/ , tensorrt/                              written by `nsm policy export`
+    nsm_ensemble.json, members/<n>/                more models whose chunks are averaged with
+                                                   this one's (`nsm policy ensemble`)
 
 Loading is local only: nothing here touches the Hugging Face Hub.
 """
@@ -21,6 +23,7 @@ REQUIRED = ("config.json", "model.safetensors", "policy_preprocessor.json", "pol
 STATE_KEY = "observation.state"
 IMAGE_PREFIX = "observation.images."
 ACTION_KEY = "action"
+ENSEMBLE_FILE = "nsm_ensemble.json"
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,28 @@ class PolicyDir:
                            f"LeRobot's save_pretrained writes for the policy and both processors")
         self.config = json.loads((self.path / "config.json").read_text())
         self.features = self._features()
+        self.members = self._members()
+
+    def _members(self) -> "list[PolicyDir]":
+        """The other models of an ensemble (none for one model). An ensemble's folder is its
+        first model, whole, so LeRobot and every tool that takes one policy still load it; nsm's
+        runtime averages the chunks of all of them (nsm.policy.export, nsm.policy.backends).
+        Members must take the same inputs and share the normalization stats: the average is
+        taken on normalized actions, before the one postprocessor."""
+        path = self.path / ENSEMBLE_FILE
+        if not path.is_file():
+            return []
+        members = [PolicyDir(self.path / m) for m in json.loads(path.read_text())["members"]]
+        for m in members:
+            if m.members:
+                raise NsmError(f"{m.path} is an ensemble itself; list its models in {path} one by one")
+            if m.features != self.features or m.processor_bytes() != self.processor_bytes():
+                raise NsmError(f"{m.path} takes other inputs or other normalization stats than {self.path}; "
+                               f"an ensemble's models must be trained on the same dataset for the same robot")
+        return members
+
+    def processor_bytes(self) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted(self.path.glob("policy_*processor*"))}
 
     def _features(self) -> PolicyFeatures:
         inputs, outputs = self.config.get("input_features", {}), self.config.get("output_features", {})
@@ -84,12 +109,15 @@ class PolicyDir:
                               camera_sizes)
 
     def stats_hash(self) -> str:
-        """Hash of the weights' config and the normalization stats: an export made from other
-        stats or another config must not be used with this directory."""
+        """Hash of the weights' config and the normalization stats (and an ensemble's members):
+        an export made from other stats, another config or other members must not be used
+        with this directory."""
         digest = hashlib.sha256()
         for f in ["config.json", *sorted(p.name for p in self.path.glob("policy_*processor*"))]:
             digest.update(f.encode())
             digest.update((self.path / f).read_bytes())
+        for m in self.members:
+            digest.update(str(m.path.relative_to(self.path)).encode() + m.stats_hash().encode())
         return digest.hexdigest()[:16]
 
     def load_config(self):
@@ -107,6 +135,10 @@ class PolicyDir:
         on_cpu = {"device_processor": {"device": "cpu"}}
         return make_pre_post_processors(cfg or self.load_config(), pretrained_path=str(self.path),
                                         preprocessor_overrides=on_cpu, postprocessor_overrides=on_cpu)
+
+    def load_policies(self) -> list:
+        """LeRobot's policy for this model and each member (one for a single model)."""
+        return [self.load_policy()] + [m.load_policy() for m in self.members]
 
     def load_policy(self, cfg=None):
         """LeRobot's own policy class with the saved weights, in eval mode on the CPU."""

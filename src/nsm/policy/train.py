@@ -22,6 +22,7 @@ from pathlib import Path
 
 from nsm.contract import RobotContract, load_contract
 from nsm.errors import NsmError
+from nsm.policy.ensemble import join_members, member
 from nsm.policy.image_input import FILE as IMAGE_INPUT_FILE
 from nsm.policy.image_input import ImageInput
 from nsm.policy.init import SMALL
@@ -144,10 +145,12 @@ def pick_device(device: str) -> str:
 def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place", preset: str = "cpu",
               steps: int | None = None, batch_size: int | None = None, device: str = "auto", seed: int = 1000,
               num_workers: int = 0, on_progress: Callable[[int, int, float], None] | None = None,
-              robot: str = "so101", state_noise: float | None = None, backbone: Path | None = None) -> TrainResult:
+              robot: str = "so101", state_noise: float | None = None, backbone: Path | None = None,
+              models: int = 1) -> TrainResult:
     """Train ACT on `dataset` into the policy folder `out`; `on_progress(step, steps, loss)` per log line.
     `state_noise` (rad): the sd of the noise put on the training joint states (default: the preset's).
-    `backbone`: a safetensors file of ACT's ResNet weights to start from instead of from scratch."""
+    `backbone`: a safetensors file of ACT's ResNet weights to start from instead of from scratch.
+    `models`: recorded for `--resume` when this is the first of train_models' models."""
     if preset not in PRESETS:
         raise NsmError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
     if out.exists() and any(out.iterdir()):
@@ -163,7 +166,7 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
     run = {"dataset": str(dataset), "repo_id": repo_id, "preset": preset,
            "steps": steps or PRESETS[preset]["steps"], "batch_size": batch_size or PRESETS[preset]["batch_size"],
            "device": pick_device(device), "seed": seed, "num_workers": num_workers, "state_noise_rad": state_noise,
-           "backbone": str(backbone) if backbone else None}
+           "backbone": str(backbone) if backbone else None, "models": models}
     args = lerobot_train_args(dataset, repo_id, out / "training", preset, run["steps"], run["batch_size"],
                               run["device"], seed, num_workers, state_noise)
     if backbone is not None:
@@ -171,6 +174,59 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(run, indent=2))
     return _run_lerobot_train(out, run, args, meta, [], on_progress)
+
+
+def member_folder(out: Path, k: int) -> Path:
+    """Where model k of a `nsm train --models N` run lives: the first is OUT itself (nsm.policy.ensemble)."""
+    return out if k == 0 else out / member(k)
+
+
+def train_models(dataset: Path, out: Path, models: int = 1, seed: int = 1000,
+                 on_model: Callable[[int, int], None] | None = None, **train) -> list[TrainResult]:
+    """`models` models of one recipe with training seeds seed, seed+1, ..., one after another:
+    the first in `out`, the others in out/members/<k>, made one ensemble whose chunk is the
+    mean of theirs (nsm.policy.ensemble). `on_model(k, models)` as model k starts; `train`:
+    train_act's other arguments."""
+    if models < 1:
+        raise NsmError(f"--models {models}: train at least one model")
+    results = []
+    for k in range(models):
+        if on_model is not None:
+            on_model(k, models)
+        results.append(train_act(dataset, member_folder(out, k), seed=seed + k, models=models, **train))
+    if models > 1:
+        join_members(out, models)
+    return results
+
+
+def resume_models(out: Path, on_model: Callable[[int, int], None] | None = None,
+                  on_progress: Callable[[int, int, float], None] | None = None) -> list[TrainResult]:
+    """Continue `out`'s `nsm train` run that stopped: the model it was training from its last
+    checkpoint (resume_act), then the models of `--models N` it had not started."""
+    started = next((f for f in (out / RUN_FILE, out / "training" / RUN_FILE) if f.is_file()), None)
+    if started is None:
+        raise NsmError(f"{out} holds no run started by `nsm train` (no {RUN_FILE}); start one with `nsm train`")
+    run = json.loads(started.read_text())
+    models, results = run.get("models", 1), []
+    if all((member_folder(out, k) / "training" / "train.json").is_file() for k in range(models)):
+        raise NsmError(f"{out} finished training; to train more, start a new folder with `nsm train`")
+    for k in range(models):
+        folder = member_folder(out, k)
+        if (folder / "training" / "train.json").is_file():
+            continue
+        if on_model is not None:
+            on_model(k, models)
+        if (folder / RUN_FILE).is_file() and (k == 0 or (folder / "training" / "checkpoints" / "last").is_dir()):
+            results.append(resume_act(folder, on_progress))
+        else:  # not started, or stopped before its first checkpoint: nothing of it to keep
+            shutil.rmtree(folder, ignore_errors=True)
+            results.append(train_act(Path(run["dataset"]), folder, run["repo_id"], run["preset"], run["steps"],
+                                     run["batch_size"], run["device"], run["seed"] + k, run["num_workers"],
+                                     on_progress, state_noise=run["state_noise_rad"],
+                                     backbone=Path(run["backbone"]) if run.get("backbone") else None, models=models))
+    if models > 1:
+        join_members(out, models)
+    return results
 
 
 def resume_act(out: Path, on_progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
