@@ -384,3 +384,6 @@ def test_several_models_train_as_one_ensemble_and_resume_where_they_stopped(data
     assert LeRobotChunkPolicy(out, "torch").name.startswith("actx2:")
     again = subprocess.run([*nsm, "--resume"], capture_output=True, text=True)
     assert again.returncode == 2 and "finished training" in again.stdout + again.stderr
+    (tmp_path / "empty").mkdir()
+    nothing = subprocess.run([*nsm[:-1], str(tmp_path / "empty"), "--resume"], capture_output=True, text=True)
+    assert nothing.returncode == 2 and "holds no run started by `nsm train`" in nothing.stdout + nothing.stderr

@@ -232,11 +232,8 @@ def resume_models(out: Path, on_model: Callable[[int, int], None] | None = None,
 def resume_act(out: Path, on_progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
     """Continue `out`'s interrupted `nsm train` from its last checkpoint (LeRobot's `--resume`:
     weights, optimizer, step and RNG state), with the settings it was started with; the loss
-    curve keeps the logged points up to that checkpoint."""
-    if (out / "training" / "train.json").is_file():
-        raise NsmError(f"{out} finished training; to train more, start a new folder with `nsm train`")
-    if not (out / RUN_FILE).is_file():
-        raise NsmError(f"{out} holds no run started by `nsm train` (no {RUN_FILE}); start one with `nsm train`")
+    curve keeps the logged points up to that checkpoint. `out` holds an unfinished run
+    (resume_models finds which model of a run that is)."""
     run = json.loads((out / RUN_FILE).read_text())
     last = out / "training" / "checkpoints" / "last"
     if not last.is_dir():
