@@ -87,6 +87,7 @@ class PolicyDir:
         return members
 
     def processor_bytes(self) -> dict[str, bytes]:
+        """The pre/post-processor files (the normalization stats), name -> content."""
         return {p.name: p.read_bytes() for p in sorted(self.path.glob("policy_*processor*"))}
 
     def _features(self) -> PolicyFeatures:
@@ -113,9 +114,9 @@ class PolicyDir:
         an export made from other stats, another config or other members must not be used
         with this directory."""
         digest = hashlib.sha256()
-        for f in ["config.json", *sorted(p.name for p in self.path.glob("policy_*processor*"))]:
-            digest.update(f.encode())
-            digest.update((self.path / f).read_bytes())
+        for name, content in {"config.json": (self.path / "config.json").read_bytes(), **self.processor_bytes()}.items():
+            digest.update(name.encode())
+            digest.update(content)
         for m in self.members:
             digest.update(str(m.path.relative_to(self.path)).encode() + m.stats_hash().encode())
         return digest.hexdigest()[:16]
