@@ -158,7 +158,9 @@ def ablations(specs: list[str]) -> dict:
         folder, _, differs = spec.partition("=")
         other = Path(folder)
         model = PolicyDir(other / "act")
-        trained = [json.loads((m.path / "training" / "train.json").read_text()) for m in (model, *model.members)]
+        # each training run once: an ensemble of one run's checkpoints trained that run only
+        trained = list({t["model"]: t for t in (json.loads((m.path / "training" / "train.json").read_text())
+                                                 for m in (model, *model.members))}.values())
         train = trained[0] if len(trained) == 1 else {"models": trained, "seconds": sum(t["seconds"] for t in trained),
                                                       "ensemble": json.loads((model.path / ENSEMBLE_FILE).read_text())}
         cfg = json.loads((other / "act" / "train_config.json").read_text())  # what lerobot-train ran with

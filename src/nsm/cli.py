@@ -14,7 +14,7 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from nsm.errors import NsmError
@@ -680,10 +680,11 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue OUT's run that stopped (interrupted, killed, "
                                                           "crashed) from its last checkpoint (saved every quarter of "
                                                           "the steps), with the settings it was started with.")] = False,
-    models: Annotated[int, typer.Option(help="Models of the recipe to train, with seeds seed, seed+1, ... one "
-                                             "after another, kept as one policy in OUT whose chunk is the mean of "
-                                             "theirs (`nsm policy ensemble`). 2 with the cpu preset: ~87 min on 2 "
-                                             "cores, about twice one model's success (README).", min=1)] = 1,
+    models: Annotated[int, typer.Option(help="Models of the recipe to train, with seeds seed, seed+1, ..., kept "
+                                             "as one policy in OUT whose chunk is the mean of theirs (`nsm policy "
+                                             "ensemble`). On a CPU they train side by side, the cores split between "
+                                             "them; 2 with the cpu preset: about twice one model's success "
+                                             "(README).", min=1)] = 1,
 ) -> None:
     """Train ACT on a LeRobotDataset with LeRobot's own training script (`lerobot-train`), offline.
 
@@ -701,20 +702,19 @@ def train(
         with Progress(TextColumn("[bold]train {task.fields[model]}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("steps, loss {task.fields[loss]}"), TimeRemainingColumn(), console=console,
                       transient=True) as progress:
-            task = progress.add_task("train", total=steps, loss="-", model="")
+            tasks: dict[int, TaskID] = {}
 
-            def follow(step: int, total: int, loss: float) -> None:
-                progress.update(task, completed=step, total=total, loss=f"{loss:.3f}")
-
-            def next_model(k: int, n: int) -> None:
-                progress.reset(task, total=steps, loss="-", model=f"model {k + 1}/{n}" if n > 1 else "")
+            def follow(k: int, step: int, total: int, loss: float) -> None:
+                if k not in tasks:
+                    tasks[k] = progress.add_task("train", total=total, loss="-", model=f"model {k + 1}")
+                progress.update(tasks[k], completed=step, total=total, loss=f"{loss:.3f}")
 
             if resume:
-                results = resume_models(out, next_model, follow)
+                results = resume_models(out, follow)
             else:
-                results = train_models(dataset, out, models, seed, next_model, repo_id=repo_id, preset=preset, steps=steps,
-                                       batch_size=batch_size, device=device, num_workers=workers,
-                                       on_progress=follow, robot=robot, state_noise=state_noise)
+                results = train_models(dataset, out, models, seed, follow, repo_id=repo_id, preset=preset, steps=steps,
+                                       batch_size=batch_size, device=device, num_workers=workers, robot=robot,
+                                       state_noise=state_noise)
     for result in results:
         Console().print(f"trained ACT for {result.steps} steps in {result.seconds / 60:.1f} min on {result.device} "
                         f"({result.dataset_episodes} episodes, {result.dataset_frames} frames), final loss "

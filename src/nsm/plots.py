@@ -2,57 +2,66 @@
 
 matplotlib with the Agg backend (no display needed); every function writes one PNG.
 """
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+_PYPLOT = threading.Lock()
 
-def _pyplot():
+
+@contextmanager
+def _figure(**subplots):
+    """A pyplot figure and its axes (plt.subplots' arguments), closed after. One at a time: pyplot's
+    state and matplotlib's text parser are not thread-safe, and `nsm train --models N` finishes its
+    models' loss plots from side-by-side threads."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt
+    with _PYPLOT:
+        fig, axes = plt.subplots(**subplots)
+        try:
+            yield fig, axes
+        finally:
+            plt.close(fig)
 
 
 def line_plot(path: Path, series: dict[str, tuple], xlabel: str, ylabel: str, title: str, log_y: bool = False) -> Path:
     """One axis, one line per `series` entry (name -> (x, y))."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for name, (x, y) in series.items():
-        ax.plot(x, y, label=name)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    if log_y:
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with _figure(figsize=(8, 4.5), dpi=100) as (fig, ax):
+        for name, (x, y) in series.items():
+            ax.plot(x, y, label=name)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        if log_y:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path)
     return path
 
 
 def joint_traces(path: Path, t: np.ndarray, names: list[str], state: np.ndarray, action: np.ndarray,
                  title: str) -> Path:
     """One panel per joint: the measured position and the commanded action over time."""
-    plt = _pyplot()
     rows = (len(names) + 1) // 2
-    fig, axes = plt.subplots(rows, 2, figsize=(10, 2.2 * rows), dpi=100, sharex=True, squeeze=False)
-    for k, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
-        ax.plot(t, state[:, k], label="state")
-        ax.plot(t, action[:, k], "--", label="action")
-        ax.set_title(name, fontsize=9)
-        ax.grid(alpha=0.3)
-    for ax in axes.flat[len(names):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
-    for ax in axes[-1]:
-        ax.set_xlabel("s")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with _figure(nrows=rows, ncols=2, figsize=(10, 2.2 * rows), dpi=100, sharex=True, squeeze=False) as (fig, axes):
+        for k, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
+            ax.plot(t, state[:, k], label="state")
+            ax.plot(t, action[:, k], "--", label="action")
+            ax.set_title(name, fontsize=9)
+            ax.grid(alpha=0.3)
+        for ax in axes.flat[len(names):]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=8)
+        for ax in axes[-1]:
+            ax.set_xlabel("s")
+        fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path)
     return path
 
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -57,9 +58,15 @@ PRESETS = {
                                                                  "optimizer_lr": 1e-4, "optimizer_lr_backbone": 1e-4},
             "dataset": {"image_transforms.enable": "true", "image_transforms.max_num_transforms": 1,
                         "image_transforms.tfs": RANDOM_SHIFT},
-            "state_noise": STATE_NOISE},
+            "state_noise": STATE_NOISE, "bf16": True},
     "full": {"steps": 100_000, "batch_size": 8, "policy": {"chunk_size": 100, "n_action_steps": 100}},
 }
+# `bf16`: LeRobot's mixed precision (`--policy.use_amp`: bfloat16 autocast, fp32 weights) where the
+# CPU computes bfloat16 itself (AVX512-BF16 or AMX; elsewhere torch emulates it, not measured): a step of
+# the cpu recipe 0.438 -> 0.319 s on 2 cores, 1.076 -> 0.726 s each with three models side by side.
+# Models of several (`nsm train --models N`) train side by side on a CPU, the cores split between
+# them: lerobot-train's small steps leave a second thread half idle, so three at once make 1.2-1.4x
+# one model's steps per second (bench/results/train_step.json).
 # The ResNet's BatchNorm learns while training (nsm.policy.lerobot_train_main): LeRobot's frozen one,
 # never fitted, left the from-scratch backbone without normalization. Same recipe, data and seeds
 # otherwise: 9/20 held-out seeds against 4/20 (bench/results/closed_loop.json). Recorded in train.json.
@@ -117,7 +124,8 @@ def dataset_features(root: Path, repo_id: str, contract: RobotContract | None = 
 
 
 def lerobot_train_args(dataset: Path, repo_id: str, output_dir: Path, preset: str, steps: int, batch_size: int,
-                       device: str, seed: int, num_workers: int, state_noise: float = 0.0) -> list[str]:
+                       device: str, seed: int, num_workers: int, state_noise: float = 0.0,
+                       bf16: bool = False) -> list[str]:
     """The `lerobot-train` command line for this run."""
     policy = PRESETS[preset]["policy"]
     args = [f"--dataset.repo_id={repo_id}", f"--dataset.root={dataset}", "--policy.type=act",
@@ -129,9 +137,25 @@ def lerobot_train_args(dataset: Path, repo_id: str, output_dir: Path, preset: st
             f"--output_dir={output_dir}", "--job_name=nsm", f"--steps={steps}", f"--batch_size={batch_size}",
             f"--seed={seed}", f"--num_workers={num_workers}", f"--log_freq={log_freq(steps)}",
             f"--save_freq={max(1, steps // 4)}", "--env_eval_freq=0", "--wandb.enable=false"]
+    if bf16:
+        args.append("--policy.use_amp=true")
     if state_noise:
         args.append(f"{NOISE_ARG}{state_noise}")
     return args
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic of its own (Linux's cpuinfo flags)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def pick_device(device: str) -> str:
@@ -146,14 +170,16 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
               steps: int | None = None, batch_size: int | None = None, device: str = "auto", seed: int = 1000,
               num_workers: int = 0, on_progress: Callable[[int, int, float], None] | None = None,
               robot: str = "so101", state_noise: float | None = None, backbone: Path | None = None,
-              models: int = 1) -> TrainResult:
+              models: int = 1, threads: int | None = None, bf16: bool | None = None) -> TrainResult:
     """Train ACT on `dataset` into the policy folder `out`; `on_progress(step, steps, loss)` per log line.
     `state_noise` (rad): the sd of the noise put on the training joint states (default: the preset's).
     `backbone`: a safetensors file of ACT's ResNet weights to start from instead of from scratch.
-    `models`: recorded for `--resume` when this is the first of train_models' models."""
+    `models`: recorded for `--resume` when this is the first of train_models' models.
+    `threads`: torch's threads in lerobot-train (default: torch's own, one per core).
+    `bf16`: mixed precision where the CPU computes bfloat16 (default: the preset's; PRESETS' note)."""
     if preset not in PRESETS:
         raise NsmError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != "members" for p in out.iterdir()):  # members/: the run's other models
         raise NsmError(f"{out} is not empty; choose a new folder for the model (or `nsm train --resume --out {out}` "
                        "to continue a run that stopped)")
     meta = dataset_features(dataset, repo_id, load_contract(robot))
@@ -166,14 +192,16 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
     run = {"dataset": str(dataset), "repo_id": repo_id, "preset": preset,
            "steps": steps or PRESETS[preset]["steps"], "batch_size": batch_size or PRESETS[preset]["batch_size"],
            "device": pick_device(device), "seed": seed, "num_workers": num_workers, "state_noise_rad": state_noise,
-           "backbone": str(backbone) if backbone else None, "models": models}
+           "backbone": str(backbone) if backbone else None, "models": models,
+           "bf16": (PRESETS[preset].get("bf16", False) if bf16 is None else bf16) and pick_device(device) == "cpu"
+           and cpu_computes_bf16()}
     args = lerobot_train_args(dataset, repo_id, out / "training", preset, run["steps"], run["batch_size"],
-                              run["device"], seed, num_workers, state_noise)
+                              run["device"], seed, num_workers, state_noise, run["bf16"])
     if backbone is not None:
         args.append(f"{BACKBONE_ARG}{backbone.resolve()}")
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(run, indent=2))
-    return _run_lerobot_train(out, run, args, meta, [], on_progress)
+    return _run_lerobot_train(out, run, args, meta, [], on_progress, threads)
 
 
 def member_folder(out: Path, k: int) -> Path:
@@ -182,63 +210,79 @@ def member_folder(out: Path, k: int) -> Path:
 
 
 def train_models(dataset: Path, out: Path, models: int = 1, seed: int = 1000,
-                 on_model: Callable[[int, int], None] | None = None, **train) -> list[TrainResult]:
-    """`models` models of one recipe with training seeds seed, seed+1, ..., one after another:
-    the first in `out`, the others in out/members/<k>, made one ensemble whose chunk is the
-    mean of theirs (nsm.policy.ensemble). `on_model(k, models)` as model k starts; `train`:
-    train_act's other arguments."""
+                 on_progress: Callable[[int, int, int, float], None] | None = None, **train) -> list[TrainResult]:
+    """`models` models of one recipe with training seeds seed, seed+1, ...: the first in `out`,
+    the others in out/members/<k>, made one ensemble whose chunk is the mean of theirs
+    (nsm.policy.ensemble). On a CPU they train side by side, the cores split between them (PRESETS'
+    note). `on_progress(k, step, steps, loss)` for model k; `train`: train_act's other arguments."""
     if models < 1:
         raise NsmError(f"--models {models}: train at least one model")
-    results = []
-    for k in range(models):
-        if on_model is not None:
-            on_model(k, models)
-        results.append(train_act(dataset, member_folder(out, k), seed=seed + k, models=models, **train))
+    results = _side_by_side([
+        lambda k, threads, progress: train_act(dataset, member_folder(out, k), seed=seed + k, models=models,
+                                               on_progress=progress, threads=threads, **train)
+        for _ in range(models)], pick_device(train.get("device", "auto")), on_progress)
     if models > 1:
         join_members(out, models)
     return results
 
 
-def resume_models(out: Path, on_model: Callable[[int, int], None] | None = None,
-                  on_progress: Callable[[int, int, float], None] | None = None) -> list[TrainResult]:
-    """Continue `out`'s `nsm train` run that stopped: the model it was training from its last
-    checkpoint (resume_act), then the models of `--models N` it had not started."""
+def resume_models(out: Path, on_progress: Callable[[int, int, int, float], None] | None = None) -> list[TrainResult]:
+    """Continue `out`'s `nsm train` run that stopped: each model it had not finished from its last
+    checkpoint (resume_act), the models of `--models N` it had not started from the beginning,
+    side by side as train_models runs them. `on_progress(k, step, steps, loss)` for model k."""
     started = next((f for f in (out / RUN_FILE, out / "training" / RUN_FILE) if f.is_file()), None)
     if started is None:
         raise NsmError(f"{out} holds no run started by `nsm train` (no {RUN_FILE}); start one with `nsm train`")
     run = json.loads(started.read_text())
-    models, results = run.get("models", 1), []
-    if all((member_folder(out, k) / "training" / "train.json").is_file() for k in range(models)):
+    models = run.get("models", 1)
+    todo = [k for k in range(models) if not (member_folder(out, k) / "training" / "train.json").is_file()]
+    if not todo:
         raise NsmError(f"{out} finished training; to train more, start a new folder with `nsm train`")
-    for k in range(models):
+
+    def again(k: int, threads: int | None, progress) -> TrainResult:
         folder = member_folder(out, k)
-        if (folder / "training" / "train.json").is_file():
-            continue
-        if on_model is not None:
-            on_model(k, models)
-        if (folder / RUN_FILE).is_file() and (k == 0 or (folder / "training" / "checkpoints" / "last").is_dir()):
-            results.append(resume_act(folder, on_progress))
-        else:  # not started, or stopped before its first checkpoint: nothing of it to keep
-            shutil.rmtree(folder, ignore_errors=True)
-            results.append(train_act(Path(run["dataset"]), folder, run["repo_id"], run["preset"], run["steps"],
-                                     run["batch_size"], run["device"], run["seed"] + k, run["num_workers"],
-                                     on_progress, state_noise=run["state_noise_rad"],
-                                     backbone=Path(run["backbone"]) if run.get("backbone") else None, models=models))
+        if (folder / RUN_FILE).is_file() and (folder / "training" / "checkpoints" / "last").is_dir():
+            return resume_act(folder, progress, threads)
+        for item in folder.iterdir() if folder.is_dir() else []:  # not started, or stopped before its first
+            if item.name != "members":                             # checkpoint: nothing of it to keep
+                shutil.rmtree(item) if item.is_dir() else item.unlink()
+        return train_act(Path(run["dataset"]), folder, run["repo_id"], run["preset"], run["steps"], run["batch_size"],
+                         run["device"], run["seed"] + k, run["num_workers"], progress,
+                         state_noise=run["state_noise_rad"], models=models, threads=threads,
+                         backbone=Path(run["backbone"]) if run.get("backbone") else None)
+
+    results = _side_by_side([lambda _, threads, progress, k=k: again(k, threads, progress) for k in todo], run["device"],
+                            None if on_progress is None else lambda i, *a: on_progress(todo[i], *a))
     if models > 1:
         join_members(out, models)
     return results
 
 
-def resume_act(out: Path, on_progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
+def _side_by_side(jobs: list[Callable], device: str,
+                  on_progress: Callable[[int, int, int, float], None] | None) -> list[TrainResult]:
+    """Run `jobs` (each job(i, threads, on_progress(step, steps, loss))): on a CPU all at once, the
+    cores split between them; on a GPU one after another. The first error is raised once all stopped."""
+    if len(jobs) == 1 or device != "cpu":
+        return [job(i, None, _for_model(on_progress, i)) for i, job in enumerate(jobs)]
+    threads = max(1, cores() // len(jobs))
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = [pool.submit(job, i, threads, _for_model(on_progress, i)) for i, job in enumerate(jobs)]
+        wait(futures)
+    return [f.result() for f in futures]
+
+
+def _for_model(on_progress: Callable[[int, int, int, float], None] | None, k: int):
+    return None if on_progress is None else lambda step, steps, loss: on_progress(k, step, steps, loss)
+
+
+def resume_act(out: Path, on_progress: Callable[[int, int, float], None] | None = None,
+               threads: int | None = None) -> TrainResult:
     """Continue `out`'s interrupted `nsm train` from its last checkpoint (LeRobot's `--resume`:
     weights, optimizer, step and RNG state), with the settings it was started with; the loss
     curve keeps the logged points up to that checkpoint. `out` holds an unfinished run
     (resume_models finds which model of a run that is)."""
     run = json.loads((out / RUN_FILE).read_text())
     last = out / "training" / "checkpoints" / "last"
-    if not last.is_dir():
-        raise NsmError(f"{out}'s run stopped before its first checkpoint (every {max(1, run['steps'] // 4)} steps); "
-                       f"nothing to resume: remove {out} and run `nsm train` again")
     done = json.loads((last / "training_state" / "training_step.json").read_text())["step"]
     logged = (out / LOG_FILE).read_text().splitlines() if (out / LOG_FILE).is_file() else []
     losses = _losses(logged, run["steps"])[:done // log_freq(run["steps"])]
@@ -247,16 +291,19 @@ def resume_act(out: Path, on_progress: Callable[[int, int, float], None] | None 
     args = [f"--config_path={last / 'pretrained_model' / 'train_config.json'}", "--resume=true"]
     if run["state_noise_rad"]:
         args.append(f"{NOISE_ARG}{run['state_noise_rad']}")
-    return _run_lerobot_train(out, run, args, meta, losses, on_progress)
+    return _run_lerobot_train(out, run, args, meta, losses, on_progress, threads)
 
 
 def _run_lerobot_train(out: Path, run: dict, args: list[str], meta, losses: list[tuple[int, float]],
-                       on_progress: Callable[[int, int, float], None] | None) -> TrainResult:
-    """Run lerobot-train with `args`, following its log (appended to `out/lerobot_train.log`)
-    from the step `losses` reached, then leave the policy folder and what was measured."""
+                       on_progress: Callable[[int, int, float], None] | None, threads: int | None) -> TrainResult:
+    """Run lerobot-train with `args` (on `threads` threads), following its log (appended to
+    `out/lerobot_train.log`) from the step `losses` reached, then leave the policy folder and what
+    was measured."""
     steps, run_dir = run["steps"], out / "training"
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled",
                         "SVT_LOG": "1", "TQDM_DISABLE": "1"}
+    if threads is not None:
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     started = time.monotonic()
     log_lines: list[str] = []
     log_path = out / LOG_FILE  # written as it runs (`tail -f` it); moved into training/ at the end
@@ -292,6 +339,8 @@ def _run_lerobot_train(out: Path, run: dict, args: list[str], meta, losses: list
                                                                       "backbone_norm": BACKBONE_NORM,
                                                                       "state_noise_rad": run["state_noise_rad"],
                                                                       "backbone": run.get("backbone"),
+                                                                      "bf16": run.get("bf16", False),
+                                                                      "threads": threads or cores(),
                                                                       "resumed_at_steps": run.get("resumed_at_steps", [])},
                                                    indent=2))
     return result
