@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -189,11 +189,12 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
         raise NsmError(f"--state-noise {state_noise} is negative; give the noise's sd in rad (0: none)")
     if backbone is not None and not backbone.is_file():
         raise NsmError(f"backbone weights {backbone} not found; give a safetensors file of ACT's ResNet state dict")
+    device = pick_device(device)
     run = {"dataset": str(dataset), "repo_id": repo_id, "preset": preset,
            "steps": steps or PRESETS[preset]["steps"], "batch_size": batch_size or PRESETS[preset]["batch_size"],
-           "device": pick_device(device), "seed": seed, "num_workers": num_workers, "state_noise_rad": state_noise,
+           "device": device, "seed": seed, "num_workers": num_workers, "state_noise_rad": state_noise,
            "backbone": str(backbone) if backbone else None, "models": models,
-           "bf16": (PRESETS[preset].get("bf16", False) if bf16 is None else bf16) and pick_device(device) == "cpu"
+           "bf16": (PRESETS[preset].get("bf16", False) if bf16 is None else bf16) and device == "cpu"
            and cpu_computes_bf16()}
     args = lerobot_train_args(dataset, repo_id, out / "training", preset, run["steps"], run["batch_size"],
                               run["device"], seed, num_workers, state_noise, run["bf16"])
@@ -217,10 +218,9 @@ def train_models(dataset: Path, out: Path, models: int = 1, seed: int = 1000,
     note). `on_progress(k, step, steps, loss)` for model k; `train`: train_act's other arguments."""
     if models < 1:
         raise NsmError(f"--models {models}: train at least one model")
-    results = _side_by_side([
-        lambda k, threads, progress: train_act(dataset, member_folder(out, k), seed=seed + k, models=models,
-                                               on_progress=progress, threads=threads, **train)
-        for _ in range(models)], pick_device(train.get("device", "auto")), on_progress)
+    results = _side_by_side(list(range(models)), lambda k, threads, progress: train_act(
+        dataset, member_folder(out, k), seed=seed + k, models=models, on_progress=progress, threads=threads, **train),
+        pick_device(train.get("device", "auto")), on_progress)
     if models > 1:
         join_members(out, models)
     return results
@@ -251,28 +251,26 @@ def resume_models(out: Path, on_progress: Callable[[int, int, int, float], None]
                          state_noise=run["state_noise_rad"], models=models, threads=threads,
                          backbone=Path(run["backbone"]) if run.get("backbone") else None)
 
-    results = _side_by_side([lambda _, threads, progress, k=k: again(k, threads, progress) for k in todo], run["device"],
-                            None if on_progress is None else lambda i, *a: on_progress(todo[i], *a))
+    results = _side_by_side(todo, again, run["device"], on_progress)
     if models > 1:
         join_members(out, models)
     return results
 
 
-def _side_by_side(jobs: list[Callable], device: str,
+def _side_by_side(models: list[int], train: Callable[..., TrainResult], device: str,
                   on_progress: Callable[[int, int, int, float], None] | None) -> list[TrainResult]:
-    """Run `jobs` (each job(i, threads, on_progress(step, steps, loss))): on a CPU all at once, the
-    cores split between them; on a GPU one after another. The first error is raised once all stopped."""
-    if len(jobs) == 1 or device != "cpu":
-        return [job(i, None, _for_model(on_progress, i)) for i, job in enumerate(jobs)]
-    threads = max(1, cores() // len(jobs))
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = [pool.submit(job, i, threads, _for_model(on_progress, i)) for i, job in enumerate(jobs)]
-        wait(futures)
+    """Train each model k of `models` (train(k, threads, on_progress(step, steps, loss))): on a CPU
+    all at once, the cores split between them; on a GPU one after another. The first error is
+    raised once all stopped."""
+    def progress(k: int):
+        return None if on_progress is None else lambda step, steps, loss: on_progress(k, step, steps, loss)
+
+    if len(models) == 1 or device != "cpu":
+        return [train(k, None, progress(k)) for k in models]
+    threads = max(1, cores() // len(models))
+    with ThreadPoolExecutor(len(models)) as pool:  # leaving it waits for every model
+        futures = [pool.submit(train, k, threads, progress(k)) for k in models]
     return [f.result() for f in futures]
-
-
-def _for_model(on_progress: Callable[[int, int, int, float], None] | None, k: int):
-    return None if on_progress is None else lambda step, steps, loss: on_progress(k, step, steps, loss)
 
 
 def resume_act(out: Path, on_progress: Callable[[int, int, float], None] | None = None,
