@@ -38,6 +38,7 @@ from nsm.policy.image_input import FILE as IMAGE_INPUT_FILE  # noqa: E402
 from nsm.policy.image_input import to_model_size  # noqa: E402
 from nsm.policy.lerobot_policy import LeRobotChunkPolicy  # noqa: E402
 from nsm.policy.model_dir import ENSEMBLE_FILE, PolicyDir  # noqa: E402
+from nsm.policy.train import cores  # noqa: E402
 from nsm.recording.episodes import episode_files, sampled_observations  # noqa: E402
 from nsm.settings import ArmDriverSettings, PolicySettings  # noqa: E402
 from nsm.sim.expert import PickPlaceExpert  # noqa: E402
@@ -161,8 +162,13 @@ def ablations(specs: list[str]) -> dict:
         # each training run once: an ensemble of one run's checkpoints trained that run only
         trained = list({t["model"]: t for t in (json.loads((m.path / "training" / "train.json").read_text())
                                                  for m in (model, *model.members))}.values())
-        train = trained[0] if len(trained) == 1 else {"models": trained, "seconds": sum(t["seconds"] for t in trained),
-                                                      "ensemble": json.loads((model.path / ENSEMBLE_FILE).read_text())}
+        # models that trained side by side (`nsm train --models N` on a CPU: fewer threads each than
+        # cores) took the longest one's time, not the sum
+        side_by_side = all(t.get("threads", cores()) < cores() for t in trained)
+        train = trained[0] if len(trained) == 1 else {
+            "models": trained, "side_by_side": side_by_side,
+            "seconds": (max if side_by_side else sum)(t["seconds"] for t in trained),
+            "ensemble": json.loads((model.path / ENSEMBLE_FILE).read_text())}
         cfg = json.loads((other / "act" / "train_config.json").read_text())  # what lerobot-train ran with
         e = json.loads((other / "eval-onnxruntime" / "eval.json").read_text())
         more = second_set(other) / "eval.json"
