@@ -178,7 +178,7 @@ def ablations(specs: list[str]) -> dict:
             "optimizer_lr": cfg["policy"]["optimizer_lr"], "use_vae": cfg["policy"]["use_vae"],
             "kl_weight": cfg["policy"]["kl_weight"],
             "lr_schedule": (cfg.get("scheduler") or {}).get("type", "constant"),
-            "backbone_norm": train.get("backbone_norm", "frozen (LeRobot's, never fitted: the identity)"),
+            "backbone_norm": trained[0].get("backbone_norm", "frozen (LeRobot's, never fitted: the identity)"),
             "image_input": (json.loads((other / "act" / IMAGE_INPUT_FILE).read_text())
                             if (other / "act" / IMAGE_INPUT_FILE).is_file() else "the cameras' own size"),
             "onnxruntime": {k: e[k] for k in SCORE}}

@@ -98,6 +98,48 @@ def test_training_items_get_a_noisy_joint_state_and_the_same_actions(dataset, mo
     assert json.loads((model / "training" / "train.json").read_text())["state_noise_rad"] == PRESETS["cpu"]["state_noise"]
 
 
+def test_training_items_from_memory_are_lerobots_own(collection, model, tmp_path, monkeypatch):
+    """nsm.policy.lerobot_train_main --nsm-in-memory (what `nsm train` runs where the frames fit):
+    items built from each video decoded once and from stacked columns are LeRobot's reader's
+    items, tensor for tensor, with training's action chunk; a dataset larger than half the
+    memory is read by LeRobot's reader."""
+    from types import SimpleNamespace
+
+    import torch
+    from lerobot.datasets import video_utils
+    from lerobot.datasets.dataset_reader import DatasetReader
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from nsm.policy.lerobot_train_main import hold_in_memory
+    from nsm.policy.train import fits_in_memory
+    from nsm.recording.lerobot_convert import hdf5_to_lerobot
+
+    root = hdf5_to_lerobot(collection.kept, tmp_path / "video", "local/video", "pick", use_videos=True,
+                           image_size=MODEL_SIZE)
+    chunk = {"action": [i / 30 for i in range(30)]}
+    lerobots = LeRobotDataset("local/video", root=root, delta_timestamps=chunk)
+    items = [*range(0, len(lerobots), 7), len(lerobots) - 1]  # the last item's chunk runs past its episode
+    expected = [lerobots[i] for i in items]
+    for name in ("_query_videos", "_query_hf_dataset"):  # restored after the test
+        monkeypatch.setattr(DatasetReader, name, getattr(DatasetReader, name))
+    monkeypatch.setattr(video_utils, "_default_decoder_cache", video_utils._default_decoder_cache)
+    hold_in_memory(video_utils, DatasetReader)
+    ours = LeRobotDataset("local/video", root=root, delta_timestamps=chunk)
+    for i, want in zip(items, expected, strict=True):
+        got = ours[i]
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            assert torch.equal(got[key], value) if isinstance(value, torch.Tensor) else got[key] == value, (i, key)
+    assert expected[-1]["action_is_pad"][1:].all()  # the padded end of a chunk is covered
+    decoded = video_utils._default_decoder_cache.decoded  # one whole video per camera, decoded once
+    assert len(decoded) == len(lerobots.meta.video_keys)
+    assert all(len(video.frames.data) == len(lerobots) for video in decoded.values())
+    assert json.loads((model / "training" / "train.json").read_text())["in_memory"] is True
+    huge = SimpleNamespace(video_keys=["observation.images.front"], total_frames=10**9,
+                           features={"observation.images.front": {"shape": [96, 128, 3]}})
+    assert not fits_in_memory(huge, 1)
+
+
 def test_training_can_start_the_backbone_from_given_weights(dataset, tmp_path):
     """nsm.policy.lerobot_train_main --nsm-backbone (train_act's `backbone`): the run's ResNet starts
     from the given weights (bench/backbone_pretrain.py's), not from scratch; recorded in train.json."""

@@ -10,6 +10,7 @@ machine, follows its log for progress and the loss, and leaves a policy folder n
     MODEL/training/loss.csv, loss.png, train.json   what nsm measured
 """
 import json
+import math
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from nsm.policy.ensemble import join_members, member
 from nsm.policy.image_input import FILE as IMAGE_INPUT_FILE
 from nsm.policy.image_input import ImageInput
 from nsm.policy.init import SMALL
-from nsm.policy.lerobot_train_main import BACKBONE_ARG, NOISE_ARG
+from nsm.policy.lerobot_train_main import BACKBONE_ARG, IN_MEMORY_ARG, NOISE_ARG
 from nsm.policy.model_dir import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
 
 # `cpu`: a small transformer and 1 s chunks, trained within about an hour on a 2-core machine
@@ -125,7 +126,7 @@ def dataset_features(root: Path, repo_id: str, contract: RobotContract | None = 
 
 def lerobot_train_args(dataset: Path, repo_id: str, output_dir: Path, preset: str, steps: int, batch_size: int,
                        device: str, seed: int, num_workers: int, state_noise: float = 0.0,
-                       bf16: bool = False) -> list[str]:
+                       bf16: bool = False, in_memory: bool = False) -> list[str]:
     """The `lerobot-train` command line for this run."""
     policy = PRESETS[preset]["policy"]
     args = [f"--dataset.repo_id={repo_id}", f"--dataset.root={dataset}", "--policy.type=act",
@@ -141,7 +142,20 @@ def lerobot_train_args(dataset: Path, repo_id: str, output_dir: Path, preset: st
         args.append("--policy.use_amp=true")
     if state_noise:
         args.append(f"{NOISE_ARG}{state_noise}")
+    if in_memory:
+        args.append(IN_MEMORY_ARG)
     return args
+
+
+def fits_in_memory(meta, models: int) -> bool:
+    """Whether `models` copies of the dataset's decoded frames (one per lerobot-train) take at most
+    half of the memory available now (`--nsm-in-memory`, nsm.policy.lerobot_train_main)."""
+    frame_bytes = sum(math.prod(meta.features[key]["shape"]) for key in meta.video_keys)
+    try:
+        available_kb = int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text())[1])
+    except (OSError, TypeError):
+        return False
+    return models * meta.total_frames * frame_bytes <= available_kb * 1024 // 2
 
 
 def cpu_computes_bf16() -> bool:
@@ -170,13 +184,15 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
               steps: int | None = None, batch_size: int | None = None, device: str = "auto", seed: int = 1000,
               num_workers: int = 0, on_progress: Callable[[int, int, float], None] | None = None,
               robot: str = "so101", state_noise: float | None = None, backbone: Path | None = None,
-              models: int = 1, threads: int | None = None, bf16: bool | None = None) -> TrainResult:
+              models: int = 1, threads: int | None = None, bf16: bool | None = None,
+              in_memory: bool | None = None) -> TrainResult:
     """Train ACT on `dataset` into the policy folder `out`; `on_progress(step, steps, loss)` per log line.
     `state_noise` (rad): the sd of the noise put on the training joint states (default: the preset's).
     `backbone`: a safetensors file of ACT's ResNet weights to start from instead of from scratch.
     `models`: recorded for `--resume` when this is the first of train_models' models.
     `threads`: torch's threads in lerobot-train (default: torch's own, one per core).
-    `bf16`: mixed precision where the CPU computes bfloat16 (default: the preset's; PRESETS' note)."""
+    `bf16`: mixed precision where the CPU computes bfloat16 (default: the preset's; PRESETS' note).
+    `in_memory`: lerobot-train's items from the dataset held in memory (default: where it fits)."""
     if preset not in PRESETS:
         raise NsmError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
     if out.exists() and any(p.name != "members" for p in out.iterdir()):  # members/: the run's other models
@@ -195,9 +211,9 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
            "device": device, "seed": seed, "num_workers": num_workers, "state_noise_rad": state_noise,
            "backbone": str(backbone) if backbone else None, "models": models,
            "bf16": (PRESETS[preset].get("bf16", False) if bf16 is None else bf16) and device == "cpu"
-           and cpu_computes_bf16()}
+           and cpu_computes_bf16(), "in_memory": fits_in_memory(meta, models) if in_memory is None else in_memory}
     args = lerobot_train_args(dataset, repo_id, out / "training", preset, run["steps"], run["batch_size"],
-                              run["device"], seed, num_workers, state_noise, run["bf16"])
+                              run["device"], seed, num_workers, state_noise, run["bf16"], run["in_memory"])
     if backbone is not None:
         args.append(f"{BACKBONE_ARG}{backbone.resolve()}")
     out.mkdir(parents=True, exist_ok=True)
@@ -289,6 +305,8 @@ def resume_act(out: Path, on_progress: Callable[[int, int, float], None] | None 
     args = [f"--config_path={last / 'pretrained_model' / 'train_config.json'}", "--resume=true"]
     if run["state_noise_rad"]:
         args.append(f"{NOISE_ARG}{run['state_noise_rad']}")
+    if run.get("in_memory"):
+        args.append(IN_MEMORY_ARG)
     return _run_lerobot_train(out, run, args, meta, losses, on_progress, threads)
 
 
@@ -338,6 +356,7 @@ def _run_lerobot_train(out: Path, run: dict, args: list[str], meta, losses: list
                                                                       "state_noise_rad": run["state_noise_rad"],
                                                                       "backbone": run.get("backbone"),
                                                                       "bf16": run.get("bf16", False),
+                                                                      "in_memory": run.get("in_memory", False),
                                                                       "threads": threads or cores(),
                                                                       "resumed_at_steps": run.get("resumed_at_steps", [])},
                                                    indent=2))
