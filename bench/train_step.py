@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 from nsm.policy.train import PRESETS, cores, cpu_computes_bf16, member_folder, train_models  # noqa: E402
 
-
 VARIED = {"bf16": "bf16", "in-memory": "in_memory"}  # --vary: train_act's argument
 
 
