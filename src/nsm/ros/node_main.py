@@ -5,7 +5,9 @@ main() follows the ROS 2 demo nodes: clean exit on Ctrl-C / SIGTERM
 manager, so shutdown is in `finally`), nodes destroyed so they flush, and bad input (NsmError) logged as one
 error line with exit code 2 so a launch file shows which node refused to start and why.
 """
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 import rclpy
@@ -15,6 +17,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 
 from nsm.errors import NsmError
 from nsm.ros import convert
@@ -114,15 +117,25 @@ def current[S: NodeSettings](node: Node, schema: type[S]) -> S:
 
 
 def main_for(make_node: Callable[[], Node]) -> Callable[[list[str] | None], None]:
+    """The node's process: spin until SIGINT (Ctrl-C, launch) or SIGTERM, then destroy the node.
+    The signals only ask the loop to stop, between callbacks: a KeyboardInterrupt raised by the
+    signal while rclpy's C++ takes a message comes out as pybind11's RuntimeError ("Unable to
+    convert call argument") and the node would exit 1 without flushing (seen in CI)."""
     def main(args: list[str] | None = None) -> None:
-        rclpy.init(args=args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        stopping = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopping.set())
         try:
             node = make_node()
+            executor = rclpy.get_global_executor()
+            executor.add_node(node)
             try:
-                rclpy.spin(node)
+                while not stopping.is_set() and rclpy.ok():
+                    executor.spin_once(timeout_sec=0.1)
             finally:
                 node.destroy_node()  # nodes flush files and queues here
-        except (KeyboardInterrupt, ExternalShutdownException):
+        except ExternalShutdownException:
             pass
         except NsmError as exc:
             print(f"[ERROR] {exc}", file=sys.stderr, flush=True)
