@@ -147,15 +147,16 @@ def lerobot_train_args(dataset: Path, repo_id: str, output_dir: Path, preset: st
     return args
 
 
-def fits_in_memory(meta, models: int) -> bool:
-    """Whether `models` copies of the dataset's decoded frames (one per lerobot-train) take at most
-    half of the memory available now (`--nsm-in-memory`, nsm.policy.lerobot_train_main)."""
+def fits_in_memory(meta, copies: int) -> bool:
+    """Whether `copies` of the dataset's decoded frames (one per lerobot-train, or per data-loading
+    worker: each decodes its own) take at most half of the memory available now (`--nsm-in-memory`,
+    nsm.policy.lerobot_train_main)."""
     frame_bytes = sum(math.prod(meta.features[key]["shape"]) for key in meta.video_keys)
     try:
         available_kb = int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text())[1])
     except (OSError, TypeError):
         return False
-    return models * meta.total_frames * frame_bytes <= available_kb * 1024 // 2
+    return copies * meta.total_frames * frame_bytes <= available_kb * 1024 // 2
 
 
 def cpu_computes_bf16() -> bool:
@@ -211,7 +212,8 @@ def train_act(dataset: Path, out: Path, repo_id: str = "local/nsm_sim_pick_place
            "device": device, "seed": seed, "num_workers": num_workers, "state_noise_rad": state_noise,
            "backbone": str(backbone) if backbone else None, "models": models,
            "bf16": (PRESETS[preset].get("bf16", False) if bf16 is None else bf16) and device == "cpu"
-           and cpu_computes_bf16(), "in_memory": fits_in_memory(meta, models) if in_memory is None else in_memory}
+           and cpu_computes_bf16(),
+           "in_memory": fits_in_memory(meta, models * max(1, num_workers)) if in_memory is None else in_memory}
     args = lerobot_train_args(dataset, repo_id, out / "training", preset, run["steps"], run["batch_size"],
                               run["device"], seed, num_workers, state_noise, run["bf16"], run["in_memory"])
     if backbone is not None:
