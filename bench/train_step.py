@@ -32,11 +32,11 @@ def logged(folder: Path, field: str) -> list[float]:
     return [float(v) for v in re.findall(rf"{field}:([0-9.]+)", (folder / "training" / "lerobot_train.log").read_text())][1:]
 
 
-def measure(dataset: Path, models: int, choice: dict, steps: int, work: Path) -> dict:
-    """`choice`: train_act's bf16 or in_memory, one of them."""
-    out = work / f"models{models}-{'-'.join(f'{k}{v}' for k, v in choice.items())}"
+def measure(dataset: Path, models: int, option: str, value: bool, steps: int, work: Path) -> dict:
+    """`option`: train_act's bf16 or in_memory, set to `value`."""
+    out = work / f"models{models}-{option}-{value}"
     started = time.monotonic()
-    train_models(dataset, out, models, steps=steps, device="cpu", **choice)
+    train_models(dataset, out, models, steps=steps, device="cpu", **{option: value})
     wall = time.monotonic() - started
     data_s = statistics.mean(statistics.mean(logged(member_folder(out, k), "data_s")) for k in range(models))
     per_step = data_s + statistics.mean(statistics.mean(logged(member_folder(out, k), "updt_s")) for k in range(models))
@@ -60,7 +60,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nsm-train-step-") as tmp:
         for models in (1, args.models):
             for value in (False, True):
-                rows.append(measure(args.dataset, models, {VARIED[args.vary]: value}, args.steps, Path(tmp)))
+                rows.append(measure(args.dataset, models, VARIED[args.vary], value, args.steps, Path(tmp)))
                 print(rows[-1], flush=True)
     base = rows[0]["model_steps_per_s"]
     for row in rows:

@@ -15,8 +15,8 @@
    demonstrations stays off: the noise makes the images, not the state, say where to go.
 3. `--nsm-in-memory`: the dataset's frames and columns held in memory, so that an item costs
    indexing instead of LeRobot's per-item work (a thread pool made for each item to decode its
-   cameras' frames, the action chunk read from Arrow): 9.2 -> 2.6 ms an item, lerobot-train's
-   data_s 0.058 -> 0.021 s a step (0.091 -> 0.035 with three models side by side on 2 cores,
+   cameras' frames, the action chunk read from Arrow): lerobot-train's data_s 0.058 -> 0.021 s
+   a step (0.091 -> 0.035 with three models side by side on 2 cores,
    where loading takes cores from the training; bench/results/train_step_in_memory.json).
 
 Everything else is lerobot-train's: `python -m nsm.policy.lerobot_train_main` takes its
