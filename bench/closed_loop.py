@@ -15,6 +15,9 @@ Stages, each reusing what an earlier run left in --work (so a long run can be co
 5. The final model on a second set of held-out seeds (2000.., `--more-seeds`), and both sets
    pooled: twenty episodes' rate moves with the seeds drawn (the headline model: 12/20 on
    1000..1019, 5/20 on 2000..2019), so a recipe is judged on forty.
+6. `--add --curve`: every checkpoint of an --ablation folder (an ensemble's members together)
+   on both held-out sets and a validation set (3000..): whether choosing the checkpoint by
+   rollouts on seeds nobody reports would have chosen well.
 
 Published anchors for the same kind of task: ACT 90% on sim transfer-cube from 50 scripted
 demos (ACT repository README); LeRobot's ACT 87.6% on aloha transfer-cube (its model card).
@@ -34,6 +37,7 @@ from common import RESULTS, add_to_result, run_expert_plan, write_result  # noqa
 from nsm.app.collect import Collector  # noqa: E402
 from nsm.app.evaluate import EVAL_SEED, Evaluator  # noqa: E402
 from nsm.contract import Observation, load_contract  # noqa: E402
+from nsm.policy.ensemble import make_ensemble  # noqa: E402
 from nsm.policy.image_input import FILE as IMAGE_INPUT_FILE  # noqa: E402
 from nsm.policy.image_input import to_model_size  # noqa: E402
 from nsm.policy.lerobot_policy import LeRobotChunkPolicy  # noqa: E402
@@ -51,6 +55,9 @@ ANCHORS = {"ACT, sim transfer-cube, 50 scripted demos (ACT repository README)": 
 LEROBOT = "lerobot predict_action_chunk (torch)"
 MORE_SEED = 2000  # the second held-out set: collection uses 0.., the headline evaluation 1000..
 SCORE = ("successes", "episodes", "success_rate", "wilson95", "seeds")  # an evaluation's score, as reported
+# a third seed set, for choosing among checkpoints without looking at the held-out ones
+VALIDATION_SEED = 3000
+CURVE_SEEDS = (EVAL_SEED, MORE_SEED, VALIDATION_SEED)
 
 
 def second_set(work: Path) -> Path:
@@ -95,19 +102,63 @@ def evaluate(model: Path, backend: str, episodes: int, out: Path, merge: str | N
 
 
 def checkpoints(model: Path) -> list[tuple[int, Path]]:
-    """(step, policy folder) of every checkpoint lerobot-train saved, made loadable by nsm (the resize sidecar)."""
+    """(step, policy folder) of every checkpoint lerobot-train saved, made loadable by nsm (the
+    resize sidecar); an ensemble's checkpoint is its members' checkpoints of that step, as one
+    policy (`nsm policy ensemble`), as they would have been had training stopped there."""
     found = []
     final = json.loads((model / "training" / "train.json").read_text())["steps"]
+    members = [model, *(m.path for m in PolicyDir(model).members)]
     for ckpt in sorted((model / "training" / "checkpoints").glob("[0-9]*"), key=lambda p: int(p.name)):
         if int(ckpt.name) == final:
             found.append((final, model))  # the last checkpoint is the model itself
             continue
         folder = model.parent / f"{model.name}-step{int(ckpt.name)}"
         if not folder.exists():
-            shutil.copytree(ckpt / "pretrained_model", folder)
-            if (model / IMAGE_INPUT_FILE).is_file():
-                shutil.copy2(model / IMAGE_INPUT_FILE, folder / IMAGE_INPUT_FILE)
+            saved = [m / "training" / "checkpoints" / ckpt.name / "pretrained_model" for m in members]
+            for m, s in zip(members, saved, strict=True):
+                if (m / IMAGE_INPUT_FILE).is_file():
+                    shutil.copy2(m / IMAGE_INPUT_FILE, s / IMAGE_INPUT_FILE)
+            if len(saved) == 1:
+                shutil.copytree(saved[0], folder)
+            else:
+                make_ensemble(folder, saved)
         found.append((int(ckpt.name), folder))
+    return found
+
+
+def step_eval(work: Path, step: int, final: bool, seed: int = EVAL_SEED) -> Path:
+    """Where a work folder's model at `step` is evaluated on the seeds from `seed` (the final
+    model's folders are the headline's: eval-onnxruntime, eval-onnxruntime-seed2000)."""
+    name = "eval-onnxruntime" if final else f"eval-step{step}"
+    return work / (name if seed == EVAL_SEED else f"{name}-seed{seed}")
+
+
+def evaluate_steps(work: Path, episodes: int, seeds: tuple[int, ...]) -> None:
+    """Evaluate every checkpoint of work/act on each seed set (cached: what ran is kept)."""
+    model = work / "act"
+    final = json.loads((model / "training" / "train.json").read_text())["steps"]
+    for step, folder in checkpoints(model):
+        for seed in seeds:
+            evaluate(folder, "onnxruntime", episodes, step_eval(work, step, step == final, seed), seed=seed)
+
+
+def steps_measured(work: Path) -> dict:
+    """success_vs_steps of a work folder, from the evaluations its checkpoints have
+    (`--curve`): per step, each seed set's score and the held-out sets pooled."""
+    model = work / "act"
+    final = json.loads((model / "training" / "train.json").read_text())["steps"]
+    steps = sorted(int(p.name) for p in (model / "training" / "checkpoints").glob("[0-9]*"))
+    found = {}
+    for step in steps:
+        evals = {seed: step_eval(work, step, step == final, seed) / "eval.json" for seed in CURVE_SEEDS}
+        done = {seed: json.loads(path.read_text()) for seed, path in evals.items() if path.is_file()}
+        if not done:
+            continue
+        row = {e["seeds"]: {k: e[k] for k in SCORE} for e in done.values()}
+        held_out = [e for seed, e in done.items() if seed != VALIDATION_SEED]
+        if len(held_out) > 1:
+            row["held_out_pooled"] = pooled(held_out)
+        found[step] = row
     return found
 
 
@@ -187,6 +238,9 @@ def ablations(specs: list[str]) -> dict:
             found[str(other)]["backbone_pretraining"] = json.loads(pretrained.read_text())
         if more.is_file():
             found[str(other)]["onnxruntime_both_seed_sets"] = pooled([e, json.loads(more.read_text())])
+        measured = steps_measured(other)
+        if measured:
+            found[str(other)]["success_vs_steps"] = measured
         nodes = other / "eval-nodes" / "eval_nodes.json"
         if nodes.is_file():
             n = json.loads(nodes.read_text())
@@ -237,6 +291,10 @@ def main() -> None:
     parser.add_argument("--add", action="store_true",
                         help="only add the --ablation folders to the committed bench/results/closed_loop.json "
                              "(the main run's work folder may be gone; its command stays, this one is recorded)")
+    parser.add_argument("--curve", type=int, action="append", metavar="SEED", choices=CURVE_SEEDS,
+                        help="with --add: first evaluate every checkpoint of each --ablation folder on --eval episodes "
+                             f"from SEED (repeat it: {EVAL_SEED} and {MORE_SEED} held out, {VALIDATION_SEED} for "
+                             "validation), reported as its success_vs_steps")
     parser.add_argument("--int8-again", type=Path, metavar="WORK",
                         help="only export WORK's model to int8 again with today's export, evaluate it beside fp32 "
                              "and time both; added to the committed result under int8_again")
@@ -249,6 +307,9 @@ def main() -> None:
     if args.add:
         if not args.ablation:
             parser.error("--add needs the folders to add: --ablation W=what differs")
+        if args.curve:
+            for spec in args.ablation:
+                evaluate_steps(Path(spec.partition("=")[0]), args.eval, tuple(args.curve))
         print(f"wrote {add_to_result('closed_loop', ablations(args.ablation), 'ablations')}")
         return
     from nsm.policy.quantize import quantize_int8
@@ -282,7 +343,7 @@ def main() -> None:
     results["success_vs_steps"] = {}
     for step, folder in checkpoints(model):
         final = folder == model
-        out = args.work / ("eval-onnxruntime" if final else f"eval-step{step}")
+        out = step_eval(args.work, step, final)
         e = evaluate(folder, "onnxruntime", args.eval if final else args.checkpoint_eval, out)
         results["success_vs_steps"][step] = {k: e[k] for k in ("successes", "episodes", "success_rate", "wilson95")}
 
