@@ -101,12 +101,17 @@ def evaluate(model: Path, backend: str, episodes: int, out: Path, merge: str | N
     return e
 
 
+def final_step(model: Path) -> int:
+    """The step a model's training ended at (its last checkpoint is the model itself)."""
+    return json.loads((model / "training" / "train.json").read_text())["steps"]
+
+
 def checkpoints(model: Path) -> list[tuple[int, Path]]:
     """(step, policy folder) of every checkpoint lerobot-train saved, made loadable by nsm (the
     resize sidecar); an ensemble's checkpoint is its members' checkpoints of that step, as one
     policy (`nsm policy ensemble`), as they would have been had training stopped there."""
     found = []
-    final = json.loads((model / "training" / "train.json").read_text())["steps"]
+    final = final_step(model)
     members = [model, *(m.path for m in PolicyDir(model).members)]
     for ckpt in sorted((model / "training" / "checkpoints").glob("[0-9]*"), key=lambda p: int(p.name)):
         if int(ckpt.name) == final:
@@ -136,7 +141,7 @@ def step_eval(work: Path, step: int, final: bool, seed: int = EVAL_SEED) -> Path
 def evaluate_steps(work: Path, episodes: int, seeds: tuple[int, ...]) -> None:
     """Evaluate every checkpoint of work/act on each seed set (cached: what ran is kept)."""
     model = work / "act"
-    final = json.loads((model / "training" / "train.json").read_text())["steps"]
+    final = final_step(model)
     for step, folder in checkpoints(model):
         for seed in seeds:
             evaluate(folder, "onnxruntime", episodes, step_eval(work, step, step == final, seed), seed=seed)
@@ -146,7 +151,7 @@ def steps_measured(work: Path) -> dict:
     """success_vs_steps of a work folder, from the evaluations its checkpoints have
     (`--curve`): per step, each seed set's score and the held-out sets pooled."""
     model = work / "act"
-    final = json.loads((model / "training" / "train.json").read_text())["steps"]
+    final = final_step(model)
     steps = sorted(int(p.name) for p in (model / "training" / "checkpoints").glob("[0-9]*"))
     found = {}
     for step in steps:
@@ -304,6 +309,8 @@ def main() -> None:
         print(json.dumps(entry, indent=1))
         print(f"wrote {add_to_result('closed_loop', entry, 'int8_again')}")
         return
+    if args.curve and not args.add:
+        parser.error("--curve goes with --add: it evaluates the --ablation folders' checkpoints")
     if args.add:
         if not args.ablation:
             parser.error("--add needs the folders to add: --ablation W=what differs")
