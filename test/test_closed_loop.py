@@ -140,6 +140,29 @@ def test_training_items_from_memory_are_lerobots_own(collection, model, tmp_path
     assert not fits_in_memory(huge, 1)
 
 
+def test_training_builds_torchs_fused_adamw(monkeypatch):
+    """nsm.policy.lerobot_train_main: LeRobot's AdamW config builds torch's fused AdamW (the same
+    update, one kernel) with LeRobot's own settings."""
+    import torch
+    from lerobot.optim.optimizers import AdamWConfig
+
+    from nsm.policy.lerobot_train_main import fused_adamw
+
+    monkeypatch.setattr(AdamWConfig, "build", AdamWConfig.build)  # restored after the test
+    fused_adamw(AdamWConfig)
+    weights = [torch.nn.Parameter(torch.ones(3))]
+    optimizer = AdamWConfig(lr=1e-4, weight_decay=1e-4, grad_clip_norm=5.0).build(weights)
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
+    assert optimizer.defaults["lr"] == 1e-4 and optimizer.defaults["weight_decay"] == 1e-4
+    stock = torch.optim.AdamW([reference := torch.nn.Parameter(torch.ones(3))], lr=1e-4, weight_decay=1e-4)
+    for _ in range(3):
+        for w in (weights[0], reference):
+            w.grad = torch.tensor([0.5, -1.0, 2.0])
+        optimizer.step()
+        stock.step()
+    torch.testing.assert_close(weights[0], reference)  # the same update as torch's AdamW
+
+
 def test_training_can_start_the_backbone_from_given_weights(dataset, tmp_path):
     """nsm.policy.lerobot_train_main --nsm-backbone (train_act's `backbone`): the run's ResNet starts
     from the given weights (bench/backbone_pretrain.py's), not from scratch; recorded in train.json."""
