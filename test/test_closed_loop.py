@@ -446,13 +446,17 @@ def test_several_models_train_side_by_side_as_one_ensemble_and_resume_where_they
     out, steps = tmp_path / "act", 60
     folders = [out, out / "members" / "1"]
     nsm = [sys.executable, "-m", "nsm.cli", "train", "--out", str(out)]
-    first = subprocess.Popen([*nsm, "--dataset", str(dataset), "--steps", str(steps), "--batch-size", "2",
-                              "--device", "cpu", "--models", "2"], start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "first.log"
+    with log.open("w") as output:
+        first = subprocess.Popen([*nsm, "--dataset", str(dataset), "--steps", str(steps), "--batch-size", "2",
+                                  "--device", "cpu", "--models", "2"], start_new_session=True,
+                                 stdout=output, stderr=subprocess.STDOUT)
     lasts = [f / "training" / "checkpoints" / "last" for f in folders]
     deadline = time.monotonic() + 600
     while not all(last.is_dir() for last in lasts) and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    # the first run must still be training when killed (a CI run once found it gone: its output says why)
+    assert first.poll() is None, f"exit {first.returncode} before both checkpoints:\n{log.read_text()[-4000:]}"
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     # side by side: both had saved a checkpoint, neither had finished
