@@ -27,15 +27,16 @@ from nsm.contract import Observation  # noqa: E402
 from nsm.policy.export import export_onnx  # noqa: E402
 from nsm.policy.init import init_act  # noqa: E402
 from nsm.policy.lerobot_policy import LeRobotChunkPolicy  # noqa: E402
+from nsm.policy.model_dir import PolicyDir  # noqa: E402
 from nsm.policy.runtime import AsyncChunkRuntime  # noqa: E402
 
 
 def lerobot_call(path: Path):
-    """What a LeRobot user runs: from_pretrained, the saved processors, predict_action_chunk."""
-    from lerobot.policies.act.modeling_act import ACTPolicy
+    """What a LeRobot user runs: from_pretrained (through PolicyDir.load_policy, which builds the
+    ResNet with GroupNorm for a model that learned it), the saved processors, predict_action_chunk."""
     from lerobot.policies.factory import make_pre_post_processors
 
-    policy = ACTPolicy.from_pretrained(path).eval()
+    policy = PolicyDir(path).load_policy()
     pre, post = make_pre_post_processors(policy.config, pretrained_path=str(path))
 
     def call(obs: Observation) -> np.ndarray:

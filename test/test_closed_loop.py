@@ -61,6 +61,9 @@ def test_the_backbone_learns_its_normalization_and_lerobots_own_act_loads_it(mod
     from torch import nn
     from torchvision.ops.misc import FrozenBatchNorm2d
 
+    from nsm.policy.backbone_norm import saved_norm
+
+    assert saved_norm(model / "model.safetensors") == "batch"
     stock = ACTPolicy.from_pretrained(model).model.backbone  # LeRobot's class, unpatched
     norms = [m for m in stock.modules() if isinstance(m, FrozenBatchNorm2d)]
     assert len(norms) == 20  # ResNet18: every BatchNorm of the backbone
@@ -73,6 +76,50 @@ def test_the_backbone_learns_its_normalization_and_lerobots_own_act_loads_it(mod
                             strict=False)
     x = torch.randn(2, first.weight.numel(), 5, 7)
     torch.testing.assert_close(first(x), trained(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_backbone_that_learned_groupnorm_loads_as_it_trained_and_exports(dataset, tmp_path):
+    """`nsm train --backbone-norm group`: the ResNet learns GroupNorm (nsm.policy.backbone_norm);
+    its checkpoint has no running statistics, so LeRobot's stock ACT (strict=False) would put its
+    weights into FrozenBatchNorm2d silently. nsm tells it by its keys and builds GroupNorm: the
+    loaded model is the one trained, and its ONNX export computes what LeRobot's call computes."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from lerobot.policies.act.modeling_act import ACTPolicy
+    from safetensors.torch import load_file
+    from torch import nn
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    from nsm.policy.backbone_norm import saved_norm
+    from nsm.policy.export import checked_onnx, ensure_onnx_export, input_names
+
+    out = tmp_path / "act"
+    train_act(dataset, out, steps=2, batch_size=2, device="cpu", backbone_norm="group")
+    assert json.loads((out / "training" / "train.json").read_text())["backbone_norm"] == "group"
+    assert saved_norm(out / "model.safetensors") == "group"
+    d = PolicyDir(out)
+    policy = d.load_policy()
+    norms = [m for m in policy.model.backbone.modules() if isinstance(m, (nn.GroupNorm, FrozenBatchNorm2d))]
+    assert len(norms) == 20 and all(isinstance(m, nn.GroupNorm) and m.num_groups == m.num_channels // 16
+                                    for m in norms)
+    saved = load_file(out / "model.safetensors")
+    assert all(torch.equal(v, saved[k]) for k, v in policy.state_dict().items())  # every weight, as trained
+    assert not any(isinstance(m, nn.GroupNorm) for m in ACTPolicy.from_pretrained(out).modules())  # LeRobot's own
+    with pytest.raises(NsmError, match="use one of batch, group"):
+        train_act(dataset, tmp_path / "other", steps=2, backbone_norm="layer")
+
+    ensure_onnx_export(d)
+    f = d.features
+    rng = np.random.default_rng(0)
+    feeds = [rng.standard_normal((1, f.state_dim)).astype(np.float32)] + [
+        rng.standard_normal((1, 3, h, w)).astype(np.float32) for h, w in f.cameras.values()]
+    onnx = ort.InferenceSession(str(checked_onnx(d))).run(None, dict(zip(input_names(d), feeds, strict=True)))[0]
+    with torch.no_grad():
+        batch = {"observation.state": torch.from_numpy(feeds[0])} | {
+            f"observation.images.{c}": torch.from_numpy(x) for c, x in zip(f.cameras, feeds[1:], strict=True)}
+        actions = policy.predict_action_chunk(batch).numpy()
+    np.testing.assert_allclose(onnx, actions, atol=1e-4)
 
 
 def test_training_items_get_a_noisy_joint_state_and_the_same_actions(dataset, model):
@@ -343,6 +390,7 @@ def test_int8_export_needs_recorded_episodes_and_is_refused_once_stale(model, tm
         calibration_feeds(PolicyDir(model), tmp_path, 4)
     other = tmp_path / "other"
     shutil.copytree(model, other)
+    (other / "onnx").mkdir(exist_ok=True)  # the module's earlier tests may or may not have exported it
     (other / "onnx" / "int8.json").write_text(json.dumps({"file": "model.int8.onnx", "stats_hash": "something else"}))
     with pytest.raises(NsmError, match="other normalization stats"):
         checked_int8(PolicyDir(other))

@@ -685,6 +685,10 @@ def train(
                                              "ensemble`). On a CPU they train side by side, the cores split between "
                                              "them; 2 with the cpu preset: about twice one model's success "
                                              "(README).", min=1)] = 1,
+    backbone_norm: Annotated[str, typer.Option(help="How the from-scratch ResNet normalizes: batch (BatchNorm "
+                                                    "that learns; the model loads in LeRobot's stock ACT) or group "
+                                                    "(GroupNorm, the same in training and eval; nsm loads it, "
+                                                    "LeRobot's stock ACT cannot).")] = "batch",
 ) -> None:
     """Train ACT on a LeRobotDataset with LeRobot's own training script (`lerobot-train`), offline.
 
@@ -692,7 +696,7 @@ def train(
     policy node load, plus MODEL/training/ (LeRobot's checkpoints, loss.csv, loss.png).
     The ResNet18 backbone starts from scratch (nothing is downloaded) and its BatchNorm
     learns while training (LeRobot freezes it, right only for ImageNet weights); the model
-    is LeRobot's ACT as saved, loadable by LeRobot itself.
+    is LeRobot's ACT as saved, loadable by LeRobot itself (with --backbone-norm group: by nsm).
     """
     from nsm.policy.train import resume_models, train_models
 
@@ -714,7 +718,7 @@ def train(
             else:
                 results = train_models(dataset, out, models, seed, follow, repo_id=repo_id, preset=preset, steps=steps,
                                        batch_size=batch_size, device=device, num_workers=workers, robot=robot,
-                                       state_noise=state_noise)
+                                       state_noise=state_noise, backbone_norm=backbone_norm)
     for result in results:
         Console().print(f"trained ACT for {result.steps} steps in {result.seconds / 60:.1f} min on {result.device} "
                         f"({result.dataset_episodes} episodes, {result.dataset_frames} frames), final loss "

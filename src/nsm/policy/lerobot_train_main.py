@@ -4,10 +4,11 @@
    `FrozenBatchNorm2d`: right for ImageNet weights, whose BatchNorm statistics come with
    them. nsm cannot download those weights, so the backbone starts from scratch, and a
    frozen BatchNorm that was never fitted is the identity: the ResNet trains with no
-   normalization at all. Here the backbone's BatchNorm learns during training
-   (`nn.BatchNorm2d`); the checkpoint it leaves is LeRobot's own ACT — the same keys, loaded
-   back into `FrozenBatchNorm2d`, which then applies the running statistics exactly as
-   BatchNorm does in eval mode.
+   normalization at all. Here the backbone's normalization learns during training:
+   BatchNorm (`nn.BatchNorm2d`; the checkpoint it leaves is LeRobot's own ACT — the same keys,
+   loaded back into `FrozenBatchNorm2d`, which then applies the running statistics exactly as
+   BatchNorm does in eval mode) or, with `--nsm-backbone-norm=group`, GroupNorm
+   (nsm.policy.backbone_norm says why and how such a checkpoint loads).
 2. `--nsm-state-noise=SIGMA`: Gaussian noise (rad, per joint) added to each training item's
    joint state, the action targets left as they are. A policy trained on clean states copies
    the state into its targets (it moved its predicted grasp with 77-85% of a pan offset put
@@ -29,11 +30,13 @@ arguments (and the one above). The checkpoint is LeRobot's ACT, unchanged in lay
 """
 import sys
 
+from nsm.policy.backbone_norm import training_layer
 from nsm.policy.model_dir import STATE_KEY
 
 NOISE_ARG = "--nsm-state-noise="
 BACKBONE_ARG = "--nsm-backbone="
 IN_MEMORY_ARG = "--nsm-in-memory"
+NORM_ARG = "--nsm-backbone-norm="
 
 
 def add_state_noise(dataset_cls: type, sigma: float) -> None:
@@ -147,12 +150,12 @@ def main() -> None:
     from lerobot.optim.optimizers import AdamWConfig
     from lerobot.policies.act import modeling_act
     from lerobot.scripts import lerobot_train
-    from torch import nn
 
-    modeling_act.FrozenBatchNorm2d = nn.BatchNorm2d  # read when ACT builds its backbone
     fused_adamw(AdamWConfig)
-    ours = [a for a in sys.argv[1:] if a.startswith((NOISE_ARG, BACKBONE_ARG, IN_MEMORY_ARG))]
+    ours = [a for a in sys.argv[1:] if a.startswith((NOISE_ARG, BACKBONE_ARG, IN_MEMORY_ARG, NORM_ARG))]
     sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a not in ours)]
+    norm = next((a.removeprefix(NORM_ARG) for a in ours if a.startswith(NORM_ARG)), "batch")
+    modeling_act.FrozenBatchNorm2d = training_layer(norm)  # read when ACT builds its backbone
     for arg in ours:
         if arg.startswith(NOISE_ARG) and (sigma := float(arg.removeprefix(NOISE_ARG))) > 0:
             add_state_noise(LeRobotDataset, sigma)

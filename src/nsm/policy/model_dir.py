@@ -142,9 +142,15 @@ class PolicyDir:
         return [self.load_policy()] + [m.load_policy() for m in self.members]
 
     def load_policy(self, cfg=None):
-        """LeRobot's own policy class with the saved weights, in eval mode on the CPU."""
+        """LeRobot's own policy class with the saved weights, in eval mode on the CPU; an ACT
+        whose ResNet learned GroupNorm is built with it (nsm.policy.backbone_norm), every weight
+        required to fit."""
         from lerobot.policies.factory import get_policy_class
 
+        from nsm.policy.backbone_norm import act_built_with, saved_norm
+
         cfg = cfg or self.load_config()
-        policy = get_policy_class(cfg.type).from_pretrained(self.path, config=cfg)
+        norm = (saved_norm(self.path / "model.safetensors") if cfg.type == "act" else None) or "batch"
+        with act_built_with(norm):
+            policy = get_policy_class(cfg.type).from_pretrained(self.path, config=cfg, strict=norm == "group")
         return policy.eval()
