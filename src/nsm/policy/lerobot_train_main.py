@@ -26,7 +26,7 @@
    one-off, three runs each).
 
 Everything else is lerobot-train's: `python -m nsm.policy.lerobot_train_main` takes its
-arguments (and the one above). The checkpoint is LeRobot's ACT, unchanged in layout.
+arguments (and the ones above). The checkpoint is LeRobot's ACT, unchanged in layout.
 """
 import sys
 
