@@ -4,17 +4,21 @@
   1000) vs nsm's TelemetryWriter (writer process, binary COPY + ON CONFLICT DO NOTHING);
 - rows/s of the same writer into SQLite, and through the ingest service (`nsm serve`) beside
   straight into PostgreSQL: the same rows each way, alternated `--rounds` times (the VM's
-  speed drifts within minutes), the best round of each compared (`http_vs_writer`);
+  speed drifts within minutes), the best round of each compared (`http_vs_writer`) and the
+  median of each round's ratio, the server's round over the direct one just before it
+  (`http_vs_writer_paired`: on a VM whose speed swings within the run, the best rounds can
+  fall in a fast minute for one path and a slow one for the other);
 - exporting 1M rows of one data type: `pandas.read_sql` of the query vs nsm's
   `to_dataframe` (COPY TO STDOUT -> pyarrow).
 
 Uses the server in NSM_TEST_PG_DSN, else starts a throwaway one (scripts/pg_throwaway.sh).
 
-    .venv/bin/python bench/telemetry.py [--rows 200000] [--rounds 3] [--export-rows 1000000]
+    .venv/bin/python bench/telemetry.py [--rows 200000] [--rounds 5] [--export-rows 1000000]
 """
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -60,6 +64,17 @@ def writer_rows_per_s(target: str, rows: int, robot: str, spool: Path) -> float:
     return rows / elapsed
 
 
+def empty_table(url: str) -> None:
+    from sqlalchemy import text
+
+    from nsm.telemetry.db import connect
+
+    engine = connect(url)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE robot_telemetry"))
+    engine.dispose()
+
+
 def export_seconds(url: str, robot: str) -> dict:
     import pandas as pd
 
@@ -83,7 +98,7 @@ def export_seconds(url: str, robot: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=3, help="alternated runs of the writer direct and through nsm serve")
+    parser.add_argument("--rounds", type=int, default=5, help="alternated runs of the writer direct and through nsm serve")
     parser.add_argument("--orm-rows", type=int, default=20_000)
     parser.add_argument("--export-rows", type=int, default=1_000_000)
     args = parser.parse_args()
@@ -101,12 +116,16 @@ def run(args, url: str, tmp: Path) -> None:
     service, service_url = start_service(url, "bench")
     os.environ["BACKEND_API_TOKEN"] = "bench"
     # The writer straight into PostgreSQL and through `nsm serve`, the same rows each, alternated
-    # (the VM's speed drifts within minutes): each path's rounds, and its best
+    # (the VM's speed drifts within minutes): each path's rounds, and its best. Each run starts
+    # on an empty table: on a growing one each run was slower than the last (its index outgrowing
+    # the cache; 82,666 -> 41,170 rows/s direct over five rounds), which put whichever path ran
+    # second in a round at a disadvantage.
     targets = {"postgres nsm writer": url, "http ingest -> postgres": service_url}
     rounds: dict[str, list[float]] = {name: [] for name in targets}
     try:
         for i in range(args.rounds):
             for name, target in targets.items():
+                empty_table(url)
                 rounds[name].append(writer_rows_per_s(target, args.rows, f"{name[:4]}{i}", tmp / f"spool-{name[:4]}{i}"))
     finally:
         service.terminate()
@@ -119,6 +138,7 @@ def run(args, url: str, tmp: Path) -> None:
                               "sqlite nsm writer": round(sqlite), "http ingest -> postgres": round(http)},
         "rounds_rows_per_s": {name: [round(r) for r in runs] for name, runs in rounds.items()},
         "http_vs_writer": round(http / ours, 3),
+        "http_vs_writer_paired": round(statistics.median(h / d for d, h in zip(*rounds.values(), strict=True)), 3),
         "writer_vs_orm": round(ours / orm, 1),
         "export_1M_seconds": export,
         "export_speedup_vs_read_sql": round(export["pandas.read_sql"] / export["nsm to_dataframe"], 1),

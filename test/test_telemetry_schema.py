@@ -142,3 +142,10 @@ def test_every_row_builder_matches_the_ingest_schema():
     with pytest.raises(BatchError) as refused:  # the second row's schema fails, named by its place in the batch
         parse_batch(batch(("battery", {"value": 50.0}), ("joint_states", {"velocity": []})))
     assert [e["loc"] for e in refused.value.errors] == [("rows", 1, "payload", "position")]
+    # a data type without a schema must still be a name (SQL, paths and the dashboard show it) and hold an object
+    assert [r[1] for r in parse_batch(batch(("x.y:z-1", {"a": 1}), ("battery", {"value": 1.0})))[1]] == ["x.y:z-1", "battery"]
+    with pytest.raises(BatchError) as refused:
+        parse_batch(batch(("battery", {"value": 1.0}), ("bad name", {"a": 1}), ("note", [1]), ("-x", {})))
+    assert [e["loc"] for e in refused.value.errors] == [("rows", 1, "data_type"), ("rows", 2, "payload"),
+                                                        ("rows", 3, "data_type")]
+    assert "matching regex" in refused.value.errors[0]["msg"]
