@@ -12,7 +12,11 @@ each size the run reports stored rows/s, ack latency p50/p99 (one flush: the POS
 its answer, or the COPY until its commit), spooled and lost rows. A robot whose write
 fails spools the batch and sends it again, as on a robot; after each step every spool is
 drained and the database is counted: lost = rows made - rows stored, duplicates = rows
-stored twice. A size is held when p99 < 250 ms, nothing was spooled and nothing lost.
+stored twice. The two fleets' sizes are interleaved (through the server, then direct, size
+by size: the VM's speed drifts over a run), `nsm serve` running only during its own steps, and
+each step starts on the emptied table (until 2026-12-06 the direct ramp ran after the server's,
+on the rows it had stored, its index the bigger). A size is held when p99 < 250 ms, nothing was
+spooled and nothing lost.
 A mode's ramp stops after the first size it does not hold. Each size runs 60 s, so that every
 step holds one of the server's once-a-minute rollup rounds (nsm.telemetry.rollups), as a day does.
 
@@ -20,7 +24,7 @@ The robots' own CPU is on this machine too (on a fleet it is on the robots): the
 processes' CPU seconds are reported beside the server's (its worker processes included) and
 PostgreSQL's, and all three per row made.
 
-    .venv/bin/python bench/fleet.py [--workers 2] [--service 300,400,500,600] [--direct 300,400,500,600]
+    .venv/bin/python bench/fleet.py [--workers 2] [--service 200,250,300,400,500,600] [--direct 200,250,300,400,500,600]
 
 Starts its own PostgreSQL (fsync on; max_connections 1000, so that the direct fleet meets
 the machine's limit rather than the default's 100 connections); writes bench/results/fleet.json.
@@ -41,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 from nsm.telemetry.writer import DB_FLUSH_S, HTTP_FLUSH_S  # noqa: E402
-from pg import fresh_database, postgres, start_service  # noqa: E402
+from pg import empty_table, fresh_database, postgres, start_service  # noqa: E402
 
 RATES_HZ = {"joint_states": 30.0, "joint_commands": 30.0, "loop_timing": 30.0, "battery": 1.0}
 FLUSH_S = {"service": HTTP_FLUSH_S, "direct": DB_FLUSH_S}  # the robot writer's batches to either target
@@ -231,22 +235,41 @@ def run_fleet(mode: str, robots: int, target: str, db_url: str, seconds: float, 
     return row
 
 
-def ramp(mode: str, sizes: list[int], target: str, db_url: str, args, spool: Path, server_pid: int | None) -> dict:
-    steps, pg_pid = [], postmaster_pid(db_url)
-    for robots in sizes:
-        steps.append(run_fleet(mode, robots, target, db_url, args.seconds, args.processes, spool, server_pid, pg_pid))
-        if not steps[-1]["held"]:
-            break
-    held = [s["robots"] for s in steps if s["held"]]
-    return {"steps": steps, "largest_held": max(held, default=0)}
+def ramps(sizes: dict[str, list[int]], db_url: str, args, spool: Path) -> tuple[dict, dict]:
+    """Both modes' ramps, interleaved size by size (service, then direct: the VM's speed drifts
+    over a run), each step on the emptied table; `nsm serve` runs only during its own steps, so
+    that its rollups never read the direct fleet's rows. A mode stops after its first size not held."""
+    steps: dict[str, list[dict]] = {"service": [], "direct": []}
+    pg_pid, cost = postmaster_pid(db_url), None
+    for robots in sorted(set(sizes["service"]) | set(sizes["direct"])):
+        for mode in ("service", "direct"):
+            if robots not in sizes[mode] or not all(s["held"] for s in steps[mode]):
+                continue
+            empty_table(db_url)
+            if mode == "direct":
+                steps[mode].append(run_fleet(mode, robots, db_url, db_url, args.seconds, args.processes, spool,
+                                             None, pg_pid))
+                continue
+            service, url = start_service(db_url, TOKEN, "--workers", str(args.workers))
+            try:
+                if cost is None:
+                    cost = client_cost(url)
+                    print(f"client CPU us per 91-row post: {cost}", flush=True)
+                steps[mode].append(run_fleet(mode, robots, url, db_url, args.seconds, args.processes, spool,
+                                             service.pid, pg_pid))
+            finally:
+                service.terminate()
+                service.wait()
+    held = {mode: max((s["robots"] for s in runs if s["held"]), default=0) for mode, runs in steps.items()}
+    return {mode: {"steps": runs, "largest_held": held[mode]} for mode, runs in steps.items()}, cost
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0,
                         help="timed seconds per fleet size (60: one rollup round in each)")
-    parser.add_argument("--service", default="300,400,500,600", help="fleet sizes through nsm serve")
-    parser.add_argument("--direct", default="300,400,500,600", help="fleet sizes straight into PostgreSQL")
+    parser.add_argument("--service", default="200,250,300,400,500,600", help="fleet sizes through nsm serve")
+    parser.add_argument("--direct", default="200,250,300,400,500,600", help="fleet sizes straight into PostgreSQL")
     parser.add_argument("--processes", type=int, default=4, help="client processes the robots are spread over")
     parser.add_argument("--workers", type=int, default=2, help="nsm serve --workers (one per core)")
     args = parser.parse_args()
@@ -254,18 +277,10 @@ def main() -> None:
     spool = Path(tempfile.mkdtemp(prefix="nsm-fleet-"))
     try:
         with postgres(55991, fsync=True, max_connections=1000, reuse_env=False) as dsn:
-            db_url = fresh_database(dsn)
-            service, url = start_service(db_url, TOKEN, "--workers", str(args.workers))
-            try:
-                cost = client_cost(url)
-                print(f"client CPU us per 91-row post: {cost}", flush=True)
-                through = ramp("service", sizes["service"], url, db_url, args, spool, service.pid)
-            finally:
-                service.terminate()
-                service.wait()
-            direct = ramp("direct", sizes["direct"], db_url, db_url, args, spool, None)
+            modes, cost = ramps(sizes, fresh_database(dsn), args, spool)
     finally:
         shutil.rmtree(spool, ignore_errors=True)
+    through, direct = modes["service"], modes["direct"]
     results = {"service": through, "direct": direct, "client_cpu_us_per_post": cost,
                "fleet_ratio": round(through["largest_held"] / direct["largest_held"], 2)
                if direct["largest_held"] else None,

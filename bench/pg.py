@@ -45,6 +45,19 @@ def fresh_database(dsn: str) -> str:
     return dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
+def empty_table(url: str) -> None:
+    """robot_telemetry emptied (its partitions kept): a run that follows another starts where it did,
+    not on the bigger index the other left."""
+    from sqlalchemy import text
+
+    from nsm.telemetry.db import connect
+
+    engine = connect(url)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE robot_telemetry"))
+    engine.dispose()
+
+
 def free_port() -> int:
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))

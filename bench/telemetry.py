@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
-from pg import fresh_database, postgres, start_service  # noqa: E402
+from pg import empty_table, fresh_database, postgres, start_service  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = {"position": [0.1, -0.2, 0.3, 0.4, -0.5, 0.6], "velocity": [0.0] * 6, "effort": [0.01] * 6}
@@ -62,17 +62,6 @@ def writer_rows_per_s(target: str, rows: int, robot: str, spool: Path) -> float:
     elapsed = time.perf_counter() - started
     assert stats.written == rows and stats.spooled == 0, stats
     return rows / elapsed
-
-
-def empty_table(url: str) -> None:
-    from sqlalchemy import text
-
-    from nsm.telemetry.db import connect
-
-    engine = connect(url)
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE robot_telemetry"))
-    engine.dispose()
 
 
 def export_seconds(url: str, robot: str) -> dict:
