@@ -235,7 +235,7 @@ def run_fleet(mode: str, robots: int, target: str, db_url: str, seconds: float, 
     return row
 
 
-def ramps(sizes: dict[str, list[int]], db_url: str, args, spool: Path) -> tuple[dict, dict]:
+def ramps(sizes: dict[str, list[int]], db_url: str, args, spool: Path) -> tuple[dict, dict | None]:
     """Both modes' ramps, interleaved size by size (service, then direct: the VM's speed drifts
     over a run), each step on the emptied table; `nsm serve` runs only during its own steps, so
     that its rollups never read the direct fleet's rows. A mode stops after its first size not held."""
