@@ -13,10 +13,12 @@ its answer, or the COPY until its commit), spooled and lost rows. A robot whose 
 fails spools the batch and sends it again, as on a robot; after each step every spool is
 drained and the database is counted: lost = rows made - rows stored, duplicates = rows
 stored twice. The two fleets' sizes are interleaved (through the server, then direct, size
-by size: the VM's speed drifts over a run), `nsm serve` running only during its own steps, and
-each step starts on the emptied table (until 2026-12-06 the direct ramp ran after the server's,
-on the rows it had stored, its index the bigger). A size is held when p99 < 250 ms, nothing was
-spooled and nothing lost.
+by size: the VM's speed drifts over a run, and the table grows step by step for both alike;
+until 2026-12-06 the direct ramp ran after the server's whole ramp, on every row it had
+stored), `nsm serve` running only during its own steps. The table is not emptied between
+steps: the server's rollup round in a step then reads the last three minutes' rows, as on a
+running fleet (on an emptied table it read one minute's, a third of the load). A size is held
+when p99 < 250 ms, nothing was spooled and nothing lost.
 A mode's ramp stops after the first size it does not hold. Each size runs 60 s, so that every
 step holds one of the server's once-a-minute rollup rounds (nsm.telemetry.rollups), as a day does.
 
@@ -45,7 +47,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 from nsm.telemetry.writer import DB_FLUSH_S, HTTP_FLUSH_S  # noqa: E402
-from pg import empty_table, fresh_database, postgres, start_service  # noqa: E402
+from pg import fresh_database, postgres, start_service  # noqa: E402
 
 RATES_HZ = {"joint_states": 30.0, "joint_commands": 30.0, "loop_timing": 30.0, "battery": 1.0}
 FLUSH_S = {"service": HTTP_FLUSH_S, "direct": DB_FLUSH_S}  # the robot writer's batches to either target
@@ -237,15 +239,13 @@ def run_fleet(mode: str, robots: int, target: str, db_url: str, seconds: float, 
 
 def ramps(sizes: dict[str, list[int]], db_url: str, args, spool: Path) -> tuple[dict, dict | None]:
     """Both modes' ramps, interleaved size by size (service, then direct: the VM's speed drifts
-    over a run), each step on the emptied table; `nsm serve` runs only during its own steps, so
-    that its rollups never read the direct fleet's rows. A mode stops after its first size not held."""
+    over a run); `nsm serve` runs only during its own steps. A mode stops after its first size not held."""
     steps: dict[str, list[dict]] = {"service": [], "direct": []}
     pg_pid, cost = postmaster_pid(db_url), None
     for robots in sorted(set(sizes["service"]) | set(sizes["direct"])):
         for mode in ("service", "direct"):
             if robots not in sizes[mode] or not all(s["held"] for s in steps[mode]):
                 continue
-            empty_table(db_url)
             if mode == "direct":
                 steps[mode].append(run_fleet(mode, robots, db_url, db_url, args.seconds, args.processes, spool,
                                              None, pg_pid))
