@@ -136,11 +136,13 @@ def test_the_robot_runs_records_logs_and_holds_when_the_policy_dies(ros_env, tmp
         assert np.ptp(positions, axis=0).max() > 0.05, "the policy's chunks did not move the arm"
 
         # an episode: HDF5 and MCAP
+        asked = time.monotonic()
         started = observer.trigger(f"{NS}/recorder/start_episode")
         assert started.success, started.message
         time.sleep(4.0)
         stopped = observer.trigger(f"{NS}/recorder/stop_episode")
         assert stopped.success, stopped.message
+        lasted = time.monotonic() - asked  # the episode ran inside this (a loaded machine answers the stop late)
         assert "episode_0.hdf5" in stopped.message and "0 dropped" in stopped.message
         assert "task not done" in stopped.message  # the scene's check (an untrained policy), kept in the episode
         with h5py.File(tmp_path / "runs" / "episodes" / "episode_0.hdf5") as f:
@@ -148,7 +150,7 @@ def test_the_robot_runs_records_logs_and_holds_when_the_policy_dies(ros_env, tmp
             assert frames >= 90  # 4 s at 30 Hz
             assert f["observations/images/wrist"].shape == (frames, cam.height, cam.width, 3)
             chunks = read_chunks(f)  # the policy's action_chunk messages, each observed before it arrived
-        assert len(chunks) >= 2 and all(0 <= c.observed < c.arrived < 4.5 for c in chunks)
+        assert len(chunks) >= 2 and all(0 <= c.observed < c.arrived < lasted for c in chunks)
         assert all(c.actions.shape[1] == len(contract.joints) for c in chunks)
         with Reader(tmp_path / "runs" / "episodes" / "episode_0") as bag:
             counts = {c.topic: c.msgcount for c in bag.connections}
