@@ -249,17 +249,17 @@ def ramps(sizes: dict[str, list[int]], db_url: str, args, spool: Path) -> tuple[
             if mode == "direct":
                 steps[mode].append(run_fleet(mode, robots, db_url, db_url, args.seconds, args.processes, spool,
                                              None, pg_pid))
-                continue
-            service, url = start_service(db_url, TOKEN, "--workers", str(args.workers))
-            try:
-                if cost is None:
-                    cost = client_cost(url)
-                    print(f"client CPU us per 91-row post: {cost}", flush=True)
-                steps[mode].append(run_fleet(mode, robots, url, db_url, args.seconds, args.processes, spool,
-                                             service.pid, pg_pid))
-            finally:
-                service.terminate()
-                service.wait()
+            else:
+                service, url = start_service(db_url, TOKEN, "--workers", str(args.workers))
+                try:
+                    if cost is None:
+                        cost = client_cost(url)
+                        print(f"client CPU us per 91-row post: {cost}", flush=True)
+                    steps[mode].append(run_fleet(mode, robots, url, db_url, args.seconds, args.processes, spool,
+                                                 service.pid, pg_pid))
+                finally:
+                    service.terminate()
+                    service.wait()
     held = {mode: max((s["robots"] for s in runs if s["held"]), default=0) for mode, runs in steps.items()}
     return {mode: {"steps": runs, "largest_held": held[mode]} for mode, runs in steps.items()}, cost
 
