@@ -16,9 +16,10 @@ stored twice. The two fleets' sizes are interleaved (through the server, then di
 by size: the VM's speed drifts over a run, and the table grows step by step for both alike;
 until 2026-12-06 the direct ramp ran after the server's whole ramp, on every row it had
 stored), `nsm serve` running only during its own steps. The table is not emptied between
-steps: the server's rollup round in a step then reads the last three minutes' rows, as on a
-running fleet (on an emptied table it read one minute's, a third of the load). A size is held
-when p99 < 250 ms, nothing was spooled and nothing lost.
+steps. The server's rollup round in a step rolls up the robot-minutes noted since the last
+round (nsm.telemetry.rollups): the direct step's before it (no server ran then) and its own
+rows up to the round: one to two minutes of rows where a running fleet's round reads one. A size is
+held when p99 < 250 ms, nothing was spooled and nothing lost.
 A mode's ramp stops after the first size it does not hold. Each size runs 60 s, so that every
 step holds one of the server's once-a-minute rollup rounds (nsm.telemetry.rollups), as a day does.
 

@@ -17,7 +17,7 @@ from nsm.ai.predictor import Prediction
 from nsm.ai.worker import PredictionStore
 from nsm.telemetry import rows
 from nsm.telemetry.db import connect
-from nsm.telemetry.rollups import roll_up
+from nsm.telemetry.rollups import roll_up_pending
 from nsm.telemetry.sinks import DatabaseSink, HttpSink
 from nsm.telemetry.tokens import add_token
 from test_ingest import Service
@@ -58,8 +58,7 @@ def fleet_served(db_url: str, tmp_path: Path):
     sink = DatabaseSink(db_url, tmp_path / "spool")
     for robot_id, (battery, p99) in FLEET.items():
         assert sink.write(history(robot_id, battery, p99))
-    now = datetime.now(UTC)
-    roll_up(engine, now - timedelta(hours=1), now)
+    assert roll_up_pending(engine) == len(FLEET) * 30  # each robot's 30 minutes
     _, read = add_token(engine)
     _, ep01 = add_token(engine, "EP01")
     svc = Service(db_url, None)

@@ -32,8 +32,10 @@ def count(conn, table="robot_telemetry") -> int:
 def test_migration_partitions_every_row_and_back(pg_db, tmp_path):
     engine = connect(pg_db, migrate=False)
     assert upgrade(engine, "0002") == "0002"
-    sink = DatabaseSink(pg_db, tmp_path / "spool")
-    assert sink.write(batch()) and sink.write(batch("EP02"))
+    with engine.begin() as conn:  # the rows as nsm wrote them at 0002 (today's sink also notes rollups: 0005)
+        conn.execute(text("INSERT INTO robot_telemetry (robot_id, data_type, seq, payload, created_at) "
+                          "VALUES (:r, :t, :s, CAST(:p AS jsonb), :c)"),
+                     [dict(zip("rtspc", row, strict=True)) for row in batch() + batch("EP02")])
     with engine.connect() as conn:
         before = conn.execute(text("SELECT id, robot_id, seq, payload, created_at FROM robot_telemetry ORDER BY id")).all()
     assert len(before) == 160
@@ -49,6 +51,8 @@ def test_migration_partitions_every_row_and_back(pg_db, tmp_path):
         assert count(conn, partition_name(today - timedelta(days=40))) == 40
         indexes = {i["name"]: i for i in inspect(conn).get_indexes("robot_telemetry")}
         assert "ix_robot_telemetry_created_at_brin" in indexes
+    upgrade(engine)
+    sink = DatabaseSink(pg_db, tmp_path / "spool")
     assert sink.write(batch()) and sink.write(batch()[:5])  # retried rows: stored once
     with engine.connect() as conn:
         assert count(conn) == 160
@@ -89,6 +93,8 @@ def test_rows_beyond_the_made_days_wait_in_the_default_partition_and_prune_drops
     with engine.connect() as conn:
         assert count(conn) == 41 and not set(old) & set(day_partitions(conn).values())
         assert conn.execute(text("SELECT min(created_at) FROM robot_telemetry")).scalar_one() > NOW - timedelta(days=2)
+        noted = conn.execute(text("SELECT min(minute) FROM telemetry_minute_pending")).scalar_one()
+        assert noted == NOW - timedelta(days=1, minutes=19)  # the notes of the 40 and 35 days ago gone
     bad = subprocess.run([sys.executable, "-m", "nsm.cli", "db", "prune", "--older-than", "a month", "--db-url", pg_db],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "e.g. 30d" in bad.stdout + bad.stderr
@@ -104,5 +110,7 @@ def test_sqlite_keeps_one_table_and_prune_deletes_rows(tmp_path):
     with engine.connect() as conn:
         assert not is_partitioned(conn) and count(conn) == 80
     assert prune(engine, timedelta(days=30)) == ([], 40)
+    with engine.connect() as conn:
+        assert count(conn, "telemetry_minute_pending") == 40  # 20 minutes of each of the 2 days kept
     with engine.connect() as conn:
         assert count(conn) == 40

@@ -1,17 +1,18 @@
 """Per-minute rollups (nsm.telemetry.rollups) on the real PostgreSQL and on SQLite: each
 robot-minute's rows, mean battery (unknown stays NULL), the control period's nearest-rank
 p99 and max, episodes and last row match the same numbers computed here from the rows;
-rolling a minute up again after late rows arrive corrects it."""
+a round rolls up only the robot-minutes written since the last one, a minute still under
+way waits, and rows that arrive a day late correct their minute."""
 import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, inspect, select, text
 
 from nsm.telemetry.db import connect
 from nsm.telemetry.models import TelemetryMinute
-from nsm.telemetry.rollups import roll_up
+from nsm.telemetry.rollups import roll_up_pending
 from nsm.telemetry.sinks import DatabaseSink
 
 T0 = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
@@ -50,8 +51,11 @@ def test_minutes_roll_up_to_what_the_rows_say_and_late_rows_correct_them(db_url,
         rows += robot_rows(robot, minute, values, batteries[robot, minute], 2 if (robot, minute) == ("EP02", 1) else 0,
                            10_000 * minute)
     assert sink.write(rows)
+    now = datetime.now(UTC)
+    assert sink.write([("EP03", "battery", 1, json.dumps({"value": 50.0}), now)])  # a minute still under way
 
-    roll_up(engine, T0, T0 + timedelta(minutes=2))
+    assert roll_up_pending(engine, now) == 4  # EP01 and EP02, two minutes each; EP03's minute has not ended
+    assert roll_up_pending(engine, now) == 0  # nothing written since
     with engine.connect() as conn:
         got = {(m.robot_id, m.minute.replace(tzinfo=UTC) if m.minute.tzinfo is None else m.minute): m
                for m in conn.execute(select(TelemetryMinute.__table__)).all()}
@@ -66,13 +70,15 @@ def test_minutes_roll_up_to_what_the_rows_say_and_late_rows_correct_them(db_url,
     assert got["EP01", T0].loop_ms_max == 95.0 and got["EP01", T0].loop_ms_p99 < 40.0
     assert got["EP02", T0 + timedelta(minutes=1)].episodes == 2 and got["EP01", T0].episodes == 0
 
-    # a spool replayed late: the minute is rolled up again and now counts the new rows
+    # a spool replayed a day late: that robot-minute alone is rolled up again and counts the new rows
     late = robot_rows("EP01", 0, [200.0] * 40, [10.0], 0, 50_000)
     assert sink.write(late)
-    roll_up(engine, T0, T0 + timedelta(minutes=1))
+    assert roll_up_pending(engine, now) == 1
     with engine.connect() as conn:
         m = conn.execute(select(TelemetryMinute.__table__).where(TelemetryMinute.robot_id == "EP01")
                          .order_by(TelemetryMinute.minute)).first()
+        assert conn.execute(select(func.count()).select_from(TelemetryMinute.__table__)).scalar_one() == 4
+        assert conn.execute(text("SELECT robot_id FROM telemetry_minute_pending")).scalars().all() == ["EP03"]
     assert m.rows == got["EP01", T0].rows + 41
     assert m.loop_ms_p99 == pytest.approx(nearest_rank_p99(periods["EP01", 0] + [200.0] * 40))
     assert m.battery == pytest.approx(np.mean([80.0, 79.5, 10.0]))
@@ -99,3 +105,46 @@ def test_one_process_per_database_rolls_up_and_another_takes_over_when_it_goes(p
     assert taken is not None
     assert _take_lock(first) is None
     taken.close()
+
+
+def test_the_upgrade_notes_the_minutes_the_rollups_before_it_would_still_have_rolled_up(db_url):
+    """Before revision 0005 a round re-rolled the last three minutes; the upgrade notes the rows
+    of the last five (two robots here), not older ones, and downgrading drops the notes."""
+    from nsm.telemetry.db import downgrade, upgrade
+    from nsm.telemetry.sinks import sql_time
+
+    engine = connect(db_url, migrate=False)
+    assert upgrade(engine, "0004") == "0004"
+    now = datetime.now(UTC)
+    rows = [("EP01", now - timedelta(seconds=30)), ("EP02", now - timedelta(minutes=3)), ("EP03", now - timedelta(hours=1))]
+    with engine.begin() as conn:
+        payload = "CAST(:p AS jsonb)" if engine.dialect.name == "postgresql" else ":p"
+        conn.execute(text("INSERT INTO robot_telemetry (robot_id, data_type, seq, payload, created_at) "
+                          f"VALUES (:r, 'battery', 1, {payload}, :c)"),
+                     [{"r": robot, "p": '{"value": 50}', "c": sql_time(engine.dialect.name, t)} for robot, t in rows])
+    assert upgrade(engine) == "0005"
+    with engine.connect() as conn:
+        noted = conn.execute(text("SELECT robot_id FROM telemetry_minute_pending ORDER BY robot_id")).scalars().all()
+    assert noted == ["EP01", "EP02"]
+    assert roll_up_pending(engine, now + timedelta(minutes=1)) == 2
+    assert downgrade(engine, "0004") == "0004"
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(TelemetryMinute.__table__)).scalar_one() == 2
+    assert "telemetry_minute_pending" not in inspect(engine).get_table_names()
+
+
+def test_rows_at_the_ends_of_time_do_not_stop_the_rollups(db_url, tmp_path):
+    """A robot's clock far off (found by test_ingest_fuzz): rows of year 1 in an offset east of
+    UTC (1 BC in UTC, which PostgreSQL stores and Python cannot read) and of year 9999 are stored
+    and noted, and a round still rolls up the others."""
+    from datetime import timezone
+
+    engine = connect(db_url)
+    sink = DatabaseSink(db_url, tmp_path / "spool")
+    east, west = timezone(timedelta(hours=5)), timezone(timedelta(hours=-5))
+    odd = [("EP01", "battery", 1, '{"value": 1}', datetime(1, 1, 1, 0, 0, tzinfo=east)),
+           ("EP01", "battery", 2, '{"value": 1}', datetime(9999, 12, 31, 23, 59, tzinfo=west))]
+    assert sink.write(odd + robot_rows("EP02", 0, [33.3] * 10, [50.0], 0, 0))
+    assert roll_up_pending(engine) == 1  # EP02's minute; the year-1 note deleted unread, year 9999's waits
+    with engine.connect() as conn:
+        assert conn.execute(select(TelemetryMinute.robot_id)).scalars().all() == ["EP02"]

@@ -12,7 +12,8 @@ from nsm.telemetry.db import connect, current_revision, downgrade, upgrade
 from nsm.telemetry.export import export_parquet, to_dataframe
 from nsm.telemetry.writer import TelemetryWriter
 
-TABLES = {"robot_telemetry", "episodes", "predictions", "api_tokens", "telemetry_minute"}
+TABLES = {"robot_telemetry", "episodes", "predictions", "api_tokens", "telemetry_minute",
+          "telemetry_minute_pending"}
 SQLISH = "EP01'; DROP TABLE robot_telemetry; --"
 
 
@@ -26,12 +27,12 @@ def db_url(request, tmp_path):
 def test_upgrade_brings_an_empty_database_to_head(db_url):
     engine = connect(db_url, migrate=False)
     assert current_revision(engine) is None and not TABLES & set(inspect(engine).get_table_names())
-    assert upgrade(engine) == "0004"
+    assert upgrade(engine) == "0005"
     assert TABLES <= set(inspect(engine).get_table_names())
     unique = inspect(engine).get_unique_constraints("robot_telemetry")
     key = ["created_at", "data_type", "robot_id", "seq"] if "postgresql" in db_url else ["data_type", "robot_id", "seq"]
     assert [sorted(u["column_names"]) for u in unique] == [key]  # PostgreSQL's is partitioned by day (test_partitions)
-    assert upgrade(engine) == "0004"  # idempotent
+    assert upgrade(engine) == "0005"  # idempotent
     assert downgrade(engine, "0001") == "0001" and "api_tokens" not in inspect(engine).get_table_names()
     assert downgrade(engine, "base") is None
     assert not TABLES & set(inspect(engine).get_table_names())
@@ -43,7 +44,7 @@ def test_cli_db_upgrade(db_url):
 
     out = subprocess.run([sys.executable, "-m", "nsm.cli", "db", "upgrade", "--db-url", db_url],
                          capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "database at revision 0004" in out.stdout, out.stderr
+    assert out.returncode == 0 and "database at revision 0005" in out.stdout, out.stderr
 
 
 def test_export_is_the_ai_query_and_keeps_input_verbatim(db_url, tmp_path):

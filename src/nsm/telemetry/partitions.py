@@ -72,9 +72,12 @@ def ensure_days(engine: Engine, days_ahead: int = DAYS_AHEAD, today: date | None
 
 def prune(engine: Engine, older_than: timedelta, now: datetime | None = None) -> tuple[list[str], int]:
     """Drop the day partitions that end before `now - older_than` (and delete such rows from the
-    default partition, or from SQLite's plain table). Returns (tables dropped, rows deleted)."""
+    default partition, or from SQLite's plain table), and the rollups' notes of such minutes (on
+    a database no `nsm serve` rolls up they pile up). Returns (tables dropped, rows deleted)."""
     cutoff = (now or datetime.now(UTC)) - older_than
     with engine.begin() as conn:
+        conn.execute(text("DELETE FROM telemetry_minute_pending WHERE minute < :c"),
+                     {"c": sql_time(conn.dialect.name, cutoff)})
         if not is_partitioned(conn):
             stamp = sql_time(conn.dialect.name, cutoff)
             return [], conn.execute(text(f"DELETE FROM {TABLE} WHERE created_at < :c"), {"c": stamp}).rowcount

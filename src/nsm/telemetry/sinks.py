@@ -9,7 +9,9 @@ A batch is a list of rows `(robot_id, data_type, seq, payload JSON text, created
   DO NOTHING` (measured ~10x the ORM row by row; the straight COPY skips the staging table's
   write and read). On SQLite an executemany of `INSERT ... ON CONFLICT DO NOTHING`. The
   unique key (robot_id, data_type, seq; with created_at on PostgreSQL's table partitioned
-  by day, which a retried row repeats) makes replaying a batch harmless.
+  by day, which a retried row repeats) makes replaying a batch harmless. In the same
+  transaction the write notes the robot-minutes it touched in `telemetry_minute_pending`,
+  which the rollups read (nsm.telemetry.rollups): a batch and its note commit together.
 - HttpSink: POSTs the batch to `nsm serve` (bearer token from BACKEND_API_TOKEN); the
   service writes it through a DatabaseSink, so retries are just as harmless. With
   `in_flight` > 1 (the writer process with a backlog) the next batches are sent while the
@@ -27,7 +29,9 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 
 import orjson
@@ -47,6 +51,13 @@ _MERGE = (f"INSERT INTO robot_telemetry {_COLUMNS} "
           "ON CONFLICT DO NOTHING")  # the unique key of either schema (nsm.telemetry.partitions)
 _SQLITE_INSERT = (f"INSERT INTO robot_telemetry {_COLUMNS} VALUES (?, ?, ?, ?, ?) "
                   "ON CONFLICT (robot_id, data_type, seq) DO NOTHING")
+# the robot-minutes a write touched, for the rollups (nsm.telemetry.rollups), in the rows' transaction
+# (VALUES, not unnest of two arrays: a robot writing straight into PostgreSQL notes one pair a
+# write, and adapting the arrays cost it ~70 us of CPU more a write)
+_NOTE = "INSERT INTO telemetry_minute_pending (robot_id, minute) VALUES "
+_SQLITE_NOTE = _NOTE + "(?, ?)"
+_ROBOT, _CREATED = itemgetter(0), itemgetter(4)
+_ONE, _SPAN = timedelta(minutes=1), timedelta(minutes=5)
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite (UTC, naive)
 TOKEN_ENV = "BACKEND_API_TOKEN"
 INGEST_PATH = "/v1/telemetry"
@@ -63,6 +74,29 @@ def _copy(cur, sql: str, payload_type: str, batch: list[tuple]) -> None:
         copy.set_types(["text", "text", "int8", payload_type, "timestamptz"])
         for row in batch:
             copy.write_row(row)
+
+
+def touched_minutes(batch: list[tuple]) -> list[tuple[str, datetime]]:
+    """The (robot_id, UTC minute) pairs `batch` has rows in. Per run of one robot's rows (a
+    request's batch: the server's writes join them) the minutes from the first row's to the
+    last's — a min and a max in C, not a minute computed per row in `nsm serve`'s hot path
+    (0.2 against 2.7 us a row); a run that spans a gap of idle minutes lists only its rows' own."""
+    out = set()
+    for robot, rows in groupby(batch, key=_ROBOT):
+        times = list(map(_CREATED, rows))
+        first, last = _minute(min(times)), _minute(max(times))
+        if last - first > _SPAN:
+            out.update((robot, _minute(t)) for t in times)
+        else:
+            out.update((robot, first + k * _ONE) for k in range((last - first) // _ONE + 1))
+    return sorted(out)
+
+
+def _minute(t: datetime) -> datetime:
+    try:
+        return t.astimezone(UTC).replace(second=0, microsecond=0)
+    except OverflowError:  # year 1 or 9999 in an offset: its UTC minute is past datetime's range
+        return t.replace(second=0, microsecond=0)
 
 
 def sql_time(dialect: str, t: datetime):
@@ -179,20 +213,27 @@ class DatabaseSink(SpoolingSink):
         self._write(batch)
 
     def _write(self, batch: list[tuple]) -> None:
+        if not batch:
+            return
+        touched = touched_minutes(batch)
         if not self.copy:
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(_SQLITE_INSERT, [(*r[:4], r[4].strftime(SQLITE_TIME)) for r in batch])
+                conn.exec_driver_sql(_SQLITE_NOTE, [(robot, minute.strftime(SQLITE_TIME)) for robot, minute in touched])
             return
         raw = self._raw or self._open()
+        note = _NOTE + ", ".join(["(%s, %s)"] * len(touched)), [x for pair in touched for x in pair]
         try:
             try:
                 with raw.cursor() as cur:
                     _copy(cur, _COPY, "jsonb", batch)
+                    cur.execute(*note)
             except psycopg.errors.UniqueViolation:  # rows stored before: the ones not stored yet, through the merge
                 raw.rollback()
                 with raw.cursor() as cur:
                     _copy(cur, _STAGE_COPY, "text", batch)
                     cur.execute(_MERGE)
+                    cur.execute(*note)
             raw.commit()
         except BaseException:
             self._raw = None
