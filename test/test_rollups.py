@@ -148,3 +148,21 @@ def test_rows_at_the_ends_of_time_do_not_stop_the_rollups(db_url, tmp_path):
     assert roll_up_pending(engine) == 1  # EP02's minute; the year-1 note deleted unread, year 9999's waits
     with engine.connect() as conn:
         assert conn.execute(select(TelemetryMinute.robot_id)).scalars().all() == ["EP02"]
+
+
+def test_rows_stamped_in_another_offset_are_stored_and_rolled_up_in_utc(db_url, tmp_path):
+    """created_at as the robot sent it, 12:00 at +05:00: stored as 07:00 UTC (SQLite keeps UTC
+    text, as SQLAlchemy does) and rolled up in the 07:00 minute."""
+    from datetime import timezone
+
+    engine = connect(db_url)
+    sink = DatabaseSink(db_url, tmp_path / "spool")
+    local = datetime(2026, 11, 30, 12, 0, 30, tzinfo=timezone(timedelta(hours=5)))
+    assert sink.write([("EP01", "battery", 1, json.dumps({"value": 42.0}), local)])
+    assert roll_up_pending(engine) == 1
+    with engine.connect() as conn:
+        m = conn.execute(select(TelemetryMinute.__table__)).one()
+        stored = conn.execute(text("SELECT created_at FROM robot_telemetry")).scalar_one()
+    utc = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
+    assert (m.minute.replace(tzinfo=UTC) if m.minute.tzinfo is None else m.minute) == utc and m.battery == 42.0
+    assert str(stored).startswith("2026-11-30 07:00:30")

@@ -93,15 +93,19 @@ def touched_minutes(batch: list[tuple]) -> list[tuple[str, datetime]]:
 
 
 def _minute(t: datetime) -> datetime:
+    return _utc(t).replace(second=0, microsecond=0)
+
+
+def _utc(t: datetime) -> datetime:
     try:
-        return t.astimezone(UTC).replace(second=0, microsecond=0)
-    except OverflowError:  # year 1 or 9999 in an offset: its UTC minute is past datetime's range
-        return t.replace(second=0, microsecond=0)
+        return t.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 in an offset: its UTC time is past datetime's range
+        return t
 
 
 def sql_time(dialect: str, t: datetime):
     """`t` as a query compares it with stored times: SQLite holds SQLAlchemy's naive UTC text."""
-    return t.astimezone(UTC).replace(tzinfo=None).strftime(SQLITE_TIME) if dialect == "sqlite" else t
+    return _utc(t).replace(tzinfo=None).strftime(SQLITE_TIME) if dialect == "sqlite" else t
 
 
 @dataclass
@@ -218,8 +222,8 @@ class DatabaseSink(SpoolingSink):
         touched = touched_minutes(batch)
         if not self.copy:
             with self.engine.begin() as conn:
-                conn.exec_driver_sql(_SQLITE_INSERT, [(*r[:4], r[4].strftime(SQLITE_TIME)) for r in batch])
-                conn.exec_driver_sql(_SQLITE_NOTE, [(robot, minute.strftime(SQLITE_TIME)) for robot, minute in touched])
+                conn.exec_driver_sql(_SQLITE_INSERT, [(*r[:4], sql_time("sqlite", r[4])) for r in batch])
+                conn.exec_driver_sql(_SQLITE_NOTE, [(robot, sql_time("sqlite", minute)) for robot, minute in touched])
             return
         raw = self._raw or self._open()
         note = _NOTE + ", ".join(["(%s, %s)"] * len(touched)), [x for pair in touched for x in pair]
