@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from nsm.telemetry.sinks import sql_time
+from nsm.telemetry.sinks import sql_time, utc_minute
 
 log = logging.getLogger("nsm.rollups")
 # Held by the one process that rolls up (a session advisory lock: released if that process or
@@ -75,14 +75,10 @@ ON CONFLICT (robot_id, minute) DO UPDATE SET rows = excluded.rows, battery = exc
 """
 
 
-def minute_start(t: datetime) -> datetime:
-    return t.astimezone(UTC).replace(second=0, microsecond=0)
-
-
 def roll_up_pending(engine: Engine, now: datetime | None = None) -> int:
     """Roll up the noted robot-minutes that ended by `now` and delete their notes; how many.
     Consecutive minutes noted for the same robots go in one statement."""
-    before = minute_start(now or datetime.now(UTC))
+    before = utc_minute(now or datetime.now(UTC))
     with engine.begin() as conn:
         dialect = conn.dialect.name
         if dialect == "postgresql":

@@ -84,15 +84,16 @@ def touched_minutes(batch: list[tuple]) -> list[tuple[str, datetime]]:
     out = set()
     for robot, rows in groupby(batch, key=_ROBOT):
         times = list(map(_CREATED, rows))
-        first, last = _minute(min(times)), _minute(max(times))
+        first, last = utc_minute(min(times)), utc_minute(max(times))
         if last - first > _SPAN:
-            out.update((robot, _minute(t)) for t in times)
+            out.update((robot, utc_minute(t)) for t in times)
         else:
             out.update((robot, first + k * _ONE) for k in range((last - first) // _ONE + 1))
     return sorted(out)
 
 
-def _minute(t: datetime) -> datetime:
+def utc_minute(t: datetime) -> datetime:
+    """The start of `t`'s UTC minute: what a rollup note and `telemetry_minute` name."""
     return _utc(t).replace(second=0, microsecond=0)
 
 
