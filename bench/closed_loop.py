@@ -232,7 +232,7 @@ def ablations(specs: list[str]) -> dict:
             "differs": differs or "the training recipe (below)", "training": train,
             "augmentation": cfg["dataset"]["image_transforms"]["enable"],
             "optimizer_lr": cfg["policy"]["optimizer_lr"], "use_vae": cfg["policy"]["use_vae"],
-            "kl_weight": cfg["policy"]["kl_weight"],
+            "kl_weight": cfg["policy"]["kl_weight"], "chunk_size": cfg["policy"]["chunk_size"],
             "lr_schedule": (cfg.get("scheduler") or {}).get("type", "constant"),
             "backbone_norm": trained[0].get("backbone_norm", "frozen (LeRobot's, never fitted: the identity)"),
             "image_input": (json.loads((other / "act" / IMAGE_INPUT_FILE).read_text())
