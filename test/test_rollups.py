@@ -4,7 +4,7 @@ p99 and max, episodes and last row match the same numbers computed here from the
 a round rolls up only the robot-minutes written since the last one, a minute still under
 way waits, and rows that arrive a day late correct their minute."""
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -153,8 +153,6 @@ def test_rows_at_the_ends_of_time_do_not_stop_the_rollups(db_url, tmp_path):
 def test_rows_stamped_in_another_offset_are_stored_and_rolled_up_in_utc(db_url, tmp_path):
     """created_at as the robot sent it, 12:00 at +05:00: stored as 07:00 UTC (SQLite keeps UTC
     text, as SQLAlchemy does) and rolled up in the 07:00 minute."""
-    from datetime import timezone
-
     engine = connect(db_url)
     sink = DatabaseSink(db_url, tmp_path / "spool")
     local = datetime(2026, 11, 30, 12, 0, 30, tzinfo=timezone(timedelta(hours=5)))
